@@ -1,0 +1,73 @@
+# Godel Guardrail: one vocabulary for people and CI. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: install
+install: ## install system packages, the venv, Python deps, Envoy, and build the Rust crate
+	./scripts/bootstrap.sh
+
+.PHONY: demo
+demo: install ## README command 1: Envoy on 127.0.0.1:10000 -> Godel -> demo LLM, a guided tour, then serve
+	$(BIN)/godel demo --envoy-config envoy/envoy.yaml
+
+.PHONY: test
+test: install lint typecheck test-rust test-py ## README command 2: install, then every check and test
+
+.PHONY: lint
+lint: ## ruff, rustfmt, clippy -D warnings
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -- -D warnings
+	cargo clippy --locked --all-targets --features python -- -D warnings
+
+.PHONY: format
+format: ## apply ruff and rustfmt formatting
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+	cargo fmt --all
+
+.PHONY: typecheck
+typecheck: ## mypy --strict and stubtest for the native module's .pyi
+	$(BIN)/mypy
+	$(PY) -m mypy.stubtest ext_proc._native_traps --allowlist native_traps/stubtest-allowlist.txt
+
+.PHONY: test-rust
+test-rust: ## cargo test (pure Rust detector logic)
+	cargo test --locked
+
+.PHONY: test-py
+test-py: ## pytest: unit, CLI and end-to-end tests against real Envoy
+	$(BIN)/pytest
+
+.PHONY: test-e2e
+test-e2e: ## only the end-to-end tests
+	$(BIN)/pytest -m e2e
+
+.PHONY: build
+build: ## rebuild the native module in place after Rust changes
+	$(BIN)/maturin develop --release
+
+.PHONY: envoy-validate
+envoy-validate: ## validate every Envoy config with the pinned Envoy
+	for f in envoy/*.yaml; do $(BIN)/envoy --mode validate -c $$f --log-level warn || exit 1; done
+
+.PHONY: docs
+docs: ## regenerate docs/configuration.md from the settings models
+	$(PY) scripts/gen_config_docs.py > docs/configuration.md
+
+.PHONY: bench
+bench: install ## end-to-end benchmark: Envoy with and without Godel, plus cargo bench
+	$(PY) bench/extproc_overhead.py
+	cargo bench --locked --bench traps -- --quick
+
+.PHONY: clean
+clean: ## remove build outputs (keeps the venv)
+	rm -rf target dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,280 @@
+"""Godel's settings, declared once: name, default and a one-line doc per field.
+
+One YAML file configures a process. Every field may also be set from the environment as
+``GODEL_<SECTION>__<FIELD>`` (for example ``GODEL_SERVER__GRPC_ADDRESS``); environment values win
+over the file. Only non-secret settings exist here: keys and passwords are never config values,
+they are fetched by a key provider (see ``docs/security.md``).
+
+:func:`load_config` validates everything at start and raises :class:`ConfigError` naming the key
+and the reason, so a bad file never reaches the request path. ``docs/configuration.md`` is
+generated from these models (``make docs``) and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ext_proc.errors import ConfigError
+
+__all__ = [
+    "Action",
+    "EntropySettings",
+    "IdentitySettings",
+    "LimiterSettings",
+    "LoggingSettings",
+    "PolicySettings",
+    "ServerSettings",
+    "Settings",
+    "TrapSettings",
+    "load_config",
+    "settings_from_mapping",
+]
+
+ENV_PREFIX = "GODEL_"
+MiB = 1024 * 1024
+
+
+class Action(StrEnum):
+    """What policy does with a finding of one category."""
+
+    BLOCK = "block"
+    REDACT = "redact"
+    LOG = "log"
+    ALLOW = "allow"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=False)
+
+
+def _check_address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError("expected host:port, for example 127.0.0.1:50051")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"port {port!r} is not a number in 0..65535")
+    return value
+
+
+class ServerSettings(_Section):
+    grpc_address: str = Field(
+        "127.0.0.1:50051",
+        description="host:port of the ext_proc gRPC server; the gRPC health service shares it.",
+    )
+    admin_address: str = Field(
+        "127.0.0.1:9100",
+        description="host:port of the admin HTTP server (/health, /ready, /metrics).",
+    )
+    max_body_bytes: int = Field(
+        4 * MiB,
+        ge=1024,
+        le=64 * MiB,
+        description="Largest request body Godel accepts; larger bodies get 413. Keep it equal to "
+        "Envoy's request body buffer limit. The gRPC receive limit is set above it.",
+    )
+    drain_seconds: float = Field(
+        20.0,
+        ge=0,
+        le=300,
+        description="On SIGTERM, how long in-flight streams may finish before the process exits.",
+    )
+    shutdown_delay_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="On SIGTERM, how long to keep serving while /ready answers 503, so load "
+        "balancers stop sending before the drain starts.",
+    )
+
+    _v_grpc = field_validator("grpc_address", "admin_address")(_check_address)
+
+
+class IdentitySettings(_Section):
+    header: str = Field(
+        "x-user-id",
+        pattern=r"^[a-z0-9!#$%&'*+.^_`|~-]+$",
+        description="Request header that names the caller (lowercase). Without it the caller is "
+        "the client's source address.",
+    )
+    max_length: int = Field(
+        256, ge=1, le=4096, description="Identity values longer than this are truncated."
+    )
+
+
+class EntropySettings(_Section):
+    enabled: bool = Field(True, description="Run the entropy trap (high-entropy tokens).")
+    min_length: int = Field(
+        20, ge=8, le=1024, description="Shortest token the entropy trap considers."
+    )
+    hex_threshold: float = Field(
+        3.0, gt=0, le=4, description="Bits per character above which a hex token is flagged."
+    )
+    base64_threshold: float = Field(
+        4.5, gt=0, le=6, description="Bits per character above which a base64 token is flagged."
+    )
+    alnum_threshold: float = Field(
+        4.0,
+        gt=0,
+        le=5.96,
+        description="Bits per character above which an alphanumeric token is flagged.",
+    )
+
+
+class TrapSettings(_Section):
+    rule_packs: tuple[str, ...] = Field(
+        ("builtin:starter",),
+        min_length=1,
+        description="Rule packs to compile: 'builtin:<name>' for packs shipped with Godel, or a "
+        "path to a YAML rule file.",
+    )
+    entropy: EntropySettings = Field(
+        default_factory=EntropySettings, description="Entropy trap settings."
+    )
+
+
+class PolicySettings(_Section):
+    actions: dict[str, Action] = Field(
+        default_factory=lambda: {
+            "secret": Action.REDACT,
+            "pii": Action.REDACT,
+            "injection": Action.BLOCK,
+            "entropy": Action.LOG,
+        },
+        description="Action per finding category: block, redact, log or allow. The strongest "
+        "action among a request's findings wins (block > redact > log > allow).",
+    )
+    default_action: Action = Field(
+        Action.LOG, description="Action for a category not listed in 'actions'."
+    )
+    redaction: Literal["label", "mask"] = Field(
+        "label",
+        description="How redacted spans are replaced: 'label' writes [REDACTED:<rule-id>], "
+        "'mask' writes asterisks of the same length.",
+    )
+
+
+class LimiterSettings(_Section):
+    backend: Literal["local"] = Field(
+        "local",
+        description="Limiter backend. 'local' is an in-process token bucket per identity "
+        "(per process, not global).",
+    )
+    rate_per_second: float = Field(
+        10.0, gt=0, le=1e6, description="Tokens added to each caller's bucket per second."
+    )
+    capacity: float = Field(
+        20.0, ge=1, le=1e9, description="Bucket size: the largest burst a caller may send."
+    )
+    max_identities: int = Field(
+        100_000,
+        ge=1,
+        le=10_000_000,
+        description="Most buckets kept in memory; the least recently used are dropped first.",
+    )
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level. Bodies and matched values are never logged."
+    )
+    format: Literal["json", "text"] = Field("json", description="Log line format.")
+
+
+class Settings(_Section):
+    server: ServerSettings = Field(default_factory=ServerSettings, description="Servers.")
+    identity: IdentitySettings = Field(
+        default_factory=IdentitySettings, description="Caller identity."
+    )
+    traps: TrapSettings = Field(default_factory=TrapSettings, description="Detectors.")
+    policy: PolicySettings = Field(default_factory=PolicySettings, description="Policy.")
+    limiter: LimiterSettings = Field(default_factory=LimiterSettings, description="Rate limit.")
+    logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
+
+
+def _format_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "<top level>"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        lines.append(f"{key}: {msg}")
+    return "; ".join(lines)
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``GODEL_SECTION__FIELD=value`` variables into a nested mapping."""
+    out: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name}: conflicts with another override")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        node[path[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        current = merged.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            merged[key] = _merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any], env: Mapping[str, str] | None = None, source: str = "config"
+) -> Settings:
+    """Validate a mapping (plus ``GODEL_*`` overrides from ``env``) into :class:`Settings`."""
+    merged = _merge(dict(data), _env_overrides(env if env is not None else {}))
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_format_error(exc)}") from None
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, merge and validate a config file. ``None`` means built-in defaults.
+
+    Environment overrides come from ``os.environ`` unless ``env`` is given.
+    """
+    env = os.environ if env is None else env
+    if path is None:
+        return settings_from_mapping({}, env, source="defaults")
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config file ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError(f"{p}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: <top level>: expected a mapping of sections")
+    return settings_from_mapping(data, env, source=str(p))

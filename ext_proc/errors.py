@@ -1,0 +1,33 @@
+"""Godel's exception tree.
+
+::
+
+    GodelError                      root of everything Godel raises on purpose
+    ├── ConfigError                 a setting is missing, malformed or out of range (names the key)
+    ├── RulePackError               a rule pack cannot be read or compiled (names the file and rule)
+    └── LimiterError                the limiter backend cannot give a verdict
+
+Native failures surface as ``ext_proc._native_traps.TrapError`` (with ``RuleError`` and
+``ParameterError`` beneath it); :mod:`ext_proc.traps` converts them to :class:`RulePackError`
+at load time, so callers only ever catch the classes above.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "GodelError", "LimiterError", "RulePackError"]
+
+
+class GodelError(Exception):
+    """Root of every error Godel raises deliberately."""
+
+
+class ConfigError(GodelError):
+    """The configuration is invalid. The message names the key and the reason."""
+
+
+class RulePackError(GodelError):
+    """A rule pack could not be loaded or compiled. The message names the source and rule id."""
+
+
+class LimiterError(GodelError):
+    """The limiter backend failed to produce a verdict."""

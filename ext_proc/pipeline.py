@@ -1,0 +1,120 @@
+"""The request pipeline, top to bottom: normalise, traps, policy, limit, decide, mutate.
+
+:meth:`Pipeline.inspect` is the pure part (no I/O): it is what ``godel scan`` runs offline.
+:meth:`Pipeline.decide` adds the limiter and returns an :class:`Outcome` that the servicer turns
+into an ext_proc reply. Nothing here knows about gRPC or Envoy messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ext_proc.config import Settings
+from ext_proc.limiter import Limiter, LimitVerdict
+from ext_proc.metrics import Metrics
+from ext_proc.mutate import redact
+from ext_proc.policy import Policy, Verdict
+from ext_proc.traps import TrapSet
+
+__all__ = ["Inspection", "Outcome", "Pipeline", "RequestContext"]
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What Godel knows about one HTTP request before its body arrives."""
+
+    request_id: str
+    identity: str
+    method: str = ""
+    path: str = ""
+    content_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """Traps and policy applied to one body; ``body`` is the redacted body for a redaction."""
+
+    verdict: Verdict
+    body: bytes | None = None
+
+    @property
+    def decision(self) -> str:
+        return self.verdict.decision
+
+
+CLEAN = Inspection(Verdict("allow", ()))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The final answer for one request.
+
+    ``decision`` is one of allow, redact, block, throttle, too_large.
+    """
+
+    decision: str
+    inspection: Inspection = CLEAN
+    limit: LimitVerdict | None = None
+    rules: tuple[str, ...] = field(default=())
+
+    @property
+    def body(self) -> bytes | None:
+        return self.inspection.body
+
+
+class Pipeline:
+    def __init__(
+        self, settings: Settings, traps: TrapSet, limiter: Limiter, metrics: Metrics
+    ) -> None:
+        self.settings = settings
+        self.traps = traps
+        self.policy = Policy(settings.policy)
+        self.limiter = limiter
+        self.metrics = metrics
+        self.max_body_bytes = settings.server.max_body_bytes
+
+    def normalise(self, body: bytes) -> bytes:
+        """The view the traps scan. Today the raw bytes (malformed JSON is scanned as text)."""
+        return body
+
+    def inspect(self, body: bytes) -> Inspection:
+        """Scan ``body`` and apply policy; redact if policy says so. Pure, no I/O."""
+        if not body:
+            return CLEAN
+        view = self.normalise(body)
+        findings = self.traps.scan(view)
+        if not findings:
+            return CLEAN
+        verdict = self.policy.judge(findings)
+        if verdict.decision == "redact":
+            new_body = redact(
+                body, verdict.to_redact, self.settings.policy.redaction, self.traps.scan
+            )
+            return Inspection(verdict, new_body)
+        return Inspection(verdict)
+
+    def too_large(self, size: int) -> bool:
+        return size > self.max_body_bytes
+
+    def reject_too_large(self) -> Outcome:
+        """The answer for a body whose declared size is already over the limit."""
+        return self._count(Outcome("too_large"))
+
+    async def decide(self, ctx: RequestContext, body: bytes | None) -> Outcome:
+        """Inspect the body (if any), charge the caller's bucket, and pick the answer."""
+        if body is not None and self.too_large(len(body)):
+            return self.reject_too_large()
+        inspection = self.inspect(body) if body else CLEAN
+        for judged in inspection.verdict.judged:
+            self.metrics.count_findings(judged.finding.trap, judged.finding.category)
+        if inspection.decision == "block":
+            rules = tuple(inspection.verdict.blocking_rules)
+            return self._count(Outcome("block", inspection, rules=rules))
+        limit = await self.limiter.check(ctx.identity, 1.0)
+        if not limit.allowed:
+            return self._count(Outcome("throttle", inspection, limit))
+        return self._count(Outcome(inspection.decision, inspection, limit))
+
+    def _count(self, outcome: Outcome) -> Outcome:
+        self.metrics.requests.labels(outcome.decision).inc()
+        return outcome

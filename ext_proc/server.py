@@ -1,0 +1,144 @@
+"""Process assembly: build the pipeline, start the gRPC and admin servers, drain on SIGTERM.
+
+Shutdown order on SIGTERM or SIGINT: readiness flips to 503 and the gRPC health service to
+NOT_SERVING; after ``server.shutdown_delay_seconds`` the gRPC server stops accepting streams and
+gives in-flight ones up to ``server.drain_seconds`` to finish; then the limiter and the admin
+server close and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+
+from ext_proc.admin import build_admin_app
+from ext_proc.config import Settings
+from ext_proc.limiter import make_limiter
+from ext_proc.metrics import Metrics
+from ext_proc.pipeline import Pipeline
+from ext_proc.servicer import ExtProcServicer
+from ext_proc.traps import TrapSet
+
+__all__ = ["GodelServer", "build_pipeline", "serve"]
+
+log = logging.getLogger(__name__)
+
+EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
+# Headroom above the largest body for the rest of the ProcessingRequest (headers, attributes).
+GRPC_MESSAGE_HEADROOM = 1024 * 1024
+
+
+def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
+    traps = TrapSet.from_settings(settings.traps)
+    metrics.rules_loaded.set(len(traps))
+    return Pipeline(settings, traps, make_limiter(settings.limiter), metrics)
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class GodelServer:
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    grpc_port: int = 0
+    admin_port: int = 0
+    _stopping: bool = False
+
+    async def readiness(self) -> str | None:
+        if self._stopping:
+            return "shutting down"
+        if not len(self.pipeline.traps):
+            return "no trap rules loaded"
+        if not await self.pipeline.limiter.ready():
+            return "limiter unreachable"
+        return None
+
+    async def start(self) -> None:
+        s = self.settings.server
+        self.pipeline = build_pipeline(self.settings, self.metrics)
+        limit = s.max_body_bytes + GRPC_MESSAGE_HEADROOM
+        self.grpc = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        servicer = ExtProcServicer(self.pipeline, self.settings.identity, self.metrics)
+        pb_grpc.add_ExternalProcessorServicer_to_server(servicer, self.grpc)
+        self.health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        self.grpc_port = self.grpc.add_insecure_port(s.grpc_address)
+        if self.grpc_port == 0:
+            raise OSError(f"server.grpc_address: cannot bind {s.grpc_address}")
+        await self.grpc.start()
+
+        self.admin_runner = web.AppRunner(
+            build_admin_app(self.metrics, self.readiness), access_log=None
+        )
+        await self.admin_runner.setup()
+        host, port = _split(s.admin_address)
+        site = web.TCPSite(self.admin_runner, host, port)
+        await site.start()
+        server = site._server  # aiohttp exposes no public accessor for the bound port
+        sockets = getattr(server, "sockets", None) or []
+        self.admin_port = sockets[0].getsockname()[1] if sockets else port
+        await self._set_serving(True)
+        log.info(
+            "godel serving grpc=%s:%d admin=%s:%d rules=%d",
+            _split(s.grpc_address)[0], self.grpc_port, host, self.admin_port,
+            len(self.pipeline.traps),
+        )
+
+    async def _set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else (
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", EXT_PROC_SERVICE):
+            await self.health.set(service, status)
+        self.metrics.health_status.set(1 if serving else 0)
+
+    async def stop(self) -> None:
+        s = self.settings.server
+        self._stopping = True
+        await self._set_serving(False)
+        log.info("shutdown: not ready; draining for up to %.1fs", s.drain_seconds)
+        if s.shutdown_delay_seconds:
+            await asyncio.sleep(s.shutdown_delay_seconds)
+        await self.grpc.stop(s.drain_seconds)
+        await self.pipeline.limiter.close()
+        await self.admin_runner.cleanup()
+        log.info("shutdown complete")
+
+
+async def serve(settings: Settings, port_file: Path | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then drain and return.
+
+    ``port_file`` receives ``{"grpc": port, "admin": port}`` once both servers listen (useful
+    with port 0); it is written atomically.
+    """
+    server = GodelServer(settings)
+    await server.start()
+    if port_file is not None:
+        tmp = port_file.with_suffix(port_file.suffix + ".tmp")
+        tmp.write_text(json.dumps({"grpc": server.grpc_port, "admin": server.admin_port}))
+        tmp.replace(port_file)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()

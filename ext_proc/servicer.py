@@ -1,0 +1,236 @@
+"""The ext_proc servicer: one bidirectional stream per HTTP request.
+
+Envoy sends the request headers, then (BUFFERED mode) the whole request body; every message gets
+exactly one reply. The servicer builds a :class:`RequestContext` from the headers (or, when Envoy
+skips the headers phase, from the request attributes that ride on the body message), hands the
+body to the :class:`Pipeline`, and turns its :class:`Outcome` into a reply:
+
+* allow    -> CONTINUE, nothing changed;
+* redact   -> body mutation plus ``content-length`` set to the new length;
+* block    -> ImmediateResponse 403 with a JSON body (rule ids, request id);
+* throttle -> ImmediateResponse 429 with ``Retry-After``;
+* too_large-> ImmediateResponse 413.
+
+Header values are read from and written to ``raw_value`` (Envoy leaves ``value`` empty).
+An unexpected error aborts the stream with INTERNAL, so Envoy applies its configured failure mode.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+from envoy.type.v3 import http_status_pb2
+
+from ext_proc.config import IdentitySettings
+from ext_proc.metrics import Metrics
+from ext_proc.pipeline import Outcome, Pipeline, RequestContext
+
+__all__ = ["ExtProcServicer"]
+
+log = logging.getLogger(__name__)
+
+ATTRIBUTES_KEY = "envoy.filters.http.ext_proc"
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_CONTINUE_HEADERS = pb.ProcessingResponse(request_headers=pb.HeadersResponse())
+_CONTINUE_BODY = pb.ProcessingResponse(request_body=pb.BodyResponse())
+_CONTINUE_RESPONSE_HEADERS = pb.ProcessingResponse(response_headers=pb.HeadersResponse())
+_CONTINUE_RESPONSE_BODY = pb.ProcessingResponse(response_body=pb.BodyResponse())
+_CONTINUE_REQUEST_TRAILERS = pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
+_CONTINUE_RESPONSE_TRAILERS = pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
+
+
+def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
+    return base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=key, raw_value=value.encode("latin-1", "replace")),
+        append_action=_OVERWRITE,
+    )
+
+
+def _immediate(
+    status: int, payload: dict[str, Any], details: str, extra: dict[str, str] | None = None
+) -> pb.ProcessingResponse:
+    headers = [_header("content-type", "application/json")]
+    headers += [_header(k, v) for k, v in (extra or {}).items()]
+    return pb.ProcessingResponse(
+        immediate_response=pb.ImmediateResponse(
+            status=http_status_pb2.HttpStatus(code=status),  # type: ignore[arg-type]
+            headers=pb.HeaderMutation(set_headers=headers),
+            body=json.dumps(payload, separators=(",", ":")).encode("ascii"),
+            details=details,
+        )
+    )
+
+
+def _attributes(req: pb.ProcessingRequest) -> dict[str, Any]:
+    if ATTRIBUTES_KEY not in req.attributes:
+        return {}
+    fields = req.attributes[ATTRIBUTES_KEY].fields
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        kind = value.WhichOneof("kind")
+        if kind == "string_value":
+            out[name] = value.string_value
+        elif kind == "number_value":
+            out[name] = value.number_value
+        elif kind == "bool_value":
+            out[name] = value.bool_value
+    return out
+
+
+def _source_host(address: str) -> str:
+    """``source.address`` carries the port ('10.0.0.1:5050', '[::1]:5050'); keep the host."""
+    if address.startswith("["):
+        return address[1 : address.find("]")] if "]" in address else address
+    host, sep, _ = address.rpartition(":")
+    return host if sep and host.count(":") == 0 else address
+
+
+class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
+    def __init__(self, pipeline: Pipeline, identity: IdentitySettings, metrics: Metrics) -> None:
+        self.pipeline = pipeline
+        self.identity_header = identity.header
+        self.identity_max = identity.max_length
+        self.metrics = metrics
+
+    # -- context ---------------------------------------------------------------------------
+    def _context(
+        self, headers: dict[str, str] | None, attrs: dict[str, Any]
+    ) -> RequestContext:
+        headers = headers or {}
+        ident_attr = f"request.headers['{self.identity_header}']"
+        identity = headers.get(self.identity_header) or attrs.get(ident_attr) or ""
+        if not identity:
+            source = attrs.get("source.address", "")
+            identity = f"ip:{_source_host(source)}" if source else "anonymous"
+        request_id = (
+            headers.get("x-request-id") or attrs.get("request.id") or uuid.uuid4().hex
+        )
+        length = headers.get("content-length")
+        return RequestContext(
+            request_id=str(request_id),
+            identity=str(identity)[: self.identity_max],
+            method=headers.get(":method") or str(attrs.get("request.method", "")),
+            path=headers.get(":path") or str(attrs.get("request.path", "")),
+            content_length=int(length) if length and length.isdigit() else None,
+        )
+
+    @staticmethod
+    def _headers(msg: pb.HttpHeaders) -> dict[str, str]:
+        return {
+            h.key: (h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value)
+            for h in msg.headers.headers
+        }
+
+    # -- replies ---------------------------------------------------------------------------
+    def _reply(self, ctx: RequestContext, outcome: Outcome, phase: str) -> pb.ProcessingResponse:
+        decision = outcome.decision
+        if decision == "block":
+            log.info(
+                "blocked request_id=%s rules=%s", ctx.request_id, ",".join(outcome.rules)
+            )
+            return _immediate(
+                403,
+                {
+                    "error": "request blocked by policy",
+                    "rules": list(outcome.rules),
+                    "request_id": ctx.request_id,
+                },
+                "godel_block",
+                {"x-request-id": ctx.request_id},
+            )
+        if decision == "throttle":
+            assert outcome.limit is not None
+            retry = outcome.limit.retry_after_header
+            return _immediate(
+                429,
+                {"error": "rate limit exceeded", "retry_after": int(retry),
+                 "request_id": ctx.request_id},
+                "godel_throttle",
+                {"retry-after": retry, "x-request-id": ctx.request_id},
+            )
+        if decision == "too_large":
+            return _immediate(
+                413,
+                {"error": "request body too large to inspect",
+                 "limit_bytes": self.pipeline.max_body_bytes, "request_id": ctx.request_id},
+                "godel_too_large",
+                {"x-request-id": ctx.request_id},
+            )
+        if decision == "redact" and outcome.body is not None and phase == "request_body":
+            rules = sorted({f.rule for f in outcome.inspection.verdict.to_redact})
+            log.info("redacted request_id=%s rules=%s", ctx.request_id, ",".join(rules))
+            return pb.ProcessingResponse(
+                request_body=pb.BodyResponse(
+                    response=pb.CommonResponse(
+                        header_mutation=pb.HeaderMutation(
+                            set_headers=[_header("content-length", str(len(outcome.body)))]
+                        ),
+                        body_mutation=pb.BodyMutation(body=outcome.body),
+                    )
+                )
+            )
+        return _CONTINUE_BODY if phase == "request_body" else _CONTINUE_HEADERS
+
+    # -- the stream ------------------------------------------------------------------------
+    async def Process(  # noqa: N802 - the gRPC method name
+        self,
+        request_iterator: AsyncIterator[pb.ProcessingRequest],
+        context: grpc.aio.ServicerContext[pb.ProcessingRequest, pb.ProcessingResponse],
+    ) -> AsyncIterator[pb.ProcessingResponse]:
+        ctx: RequestContext | None = None
+        metrics = self.metrics
+        metrics.streams_active.inc()
+        try:
+            async for req in request_iterator:
+                kind = req.WhichOneof("request")
+                started = time.perf_counter()
+                if kind == "request_headers":
+                    ctx = self._context(self._headers(req.request_headers), _attributes(req))
+                    if ctx.content_length is not None and self.pipeline.too_large(
+                        ctx.content_length
+                    ):
+                        yield self._reply(ctx, self.pipeline.reject_too_large(), kind)
+                        return
+                    if req.request_headers.end_of_stream:
+                        outcome = await self.pipeline.decide(ctx, None)
+                        yield self._reply(ctx, outcome, kind)
+                    else:
+                        yield _CONTINUE_HEADERS
+                    metrics.processing_seconds.labels(kind).observe(
+                        time.perf_counter() - started
+                    )
+                elif kind == "request_body":
+                    if ctx is None:
+                        ctx = self._context(None, _attributes(req))
+                    body = req.request_body.body
+                    metrics.body_bytes.observe(len(body))
+                    outcome = await self.pipeline.decide(ctx, body)
+                    yield self._reply(ctx, outcome, kind)
+                    metrics.processing_seconds.labels(kind).observe(
+                        time.perf_counter() - started
+                    )
+                elif kind == "response_headers":
+                    yield _CONTINUE_RESPONSE_HEADERS
+                elif kind == "response_body":
+                    yield _CONTINUE_RESPONSE_BODY
+                elif kind == "request_trailers":
+                    yield _CONTINUE_REQUEST_TRAILERS
+                elif kind == "response_trailers":
+                    yield _CONTINUE_RESPONSE_TRAILERS
+        except Exception:
+            metrics.requests.labels("error").inc()
+            log.exception(
+                "processing failed request_id=%s", ctx.request_id if ctx else "-"
+            )
+            await context.abort(grpc.StatusCode.INTERNAL, "godel: internal error")
+        finally:
+            metrics.streams_active.dec()

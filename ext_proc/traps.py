@@ -1,0 +1,170 @@
+"""Load rule packs and run the native traps over a body.
+
+This is the only module that imports :mod:`ext_proc._native_traps`. It turns YAML rule packs into
+a compiled :class:`RegexTrap`, builds the :class:`EntropyTrap`, and returns findings from both as
+one list of :class:`Finding` with byte spans into the scanned bytes. Native errors become
+:class:`~ext_proc.errors.RulePackError` here, so nothing above sees the native exception tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ext_proc import _native_traps as native
+from ext_proc.config import TrapSettings
+from ext_proc.errors import RulePackError
+
+__all__ = ["Finding", "RulePack", "TrapSet", "load_rule_pack"]
+
+_NATIVE_KEYS = ("id", "category", "severity", "pattern", "keywords", "validator", "case_insensitive")
+_DOC_KEYS = ("description", "examples")
+ENTROPY_CATEGORY = "entropy"
+ENTROPY_SEVERITY = "notice"
+ENTROPY_WEIGHT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a trap found: which trap and rule, its category and severity, and where.
+
+    ``start`` and ``end`` are byte offsets into the scanned body (end exclusive).
+    """
+
+    trap: str
+    rule: str
+    category: str
+    severity: str
+    weight: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class RulePack:
+    """A parsed rule pack: its name, the rules as the native engine takes them, and examples."""
+
+    name: str
+    source: str
+    rules: tuple[dict[str, Any], ...]
+    examples: Mapping[str, Mapping[str, tuple[str, ...]]]
+
+
+def _read_pack_text(spec: str) -> tuple[str, str]:
+    if spec.startswith("builtin:"):
+        name = spec.removeprefix("builtin:")
+        if not name.isidentifier():
+            raise RulePackError(f"{spec}: not a valid built-in pack name")
+        ref = resources.files("ext_proc") / "rules" / f"{name}.yaml"
+        try:
+            return ref.read_text(encoding="utf-8"), spec
+        except FileNotFoundError:
+            raise RulePackError(f"{spec}: no such built-in rule pack") from None
+    path = Path(spec)
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulePackError(f"{path}: cannot read rule pack ({exc.__class__.__name__})") from None
+
+
+def load_rule_pack(spec: str) -> RulePack:
+    """Read and structurally check one rule pack (``builtin:<name>`` or a file path)."""
+    text, source = _read_pack_text(spec)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RulePackError(f"{source}: invalid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+        raise RulePackError(f"{source}: expected a mapping with a 'rules' list")
+    rules: list[dict[str, Any]] = []
+    examples: dict[str, dict[str, tuple[str, ...]]] = {}
+    for index, raw in enumerate(data["rules"]):
+        if not isinstance(raw, dict):
+            raise RulePackError(f"{source}: rules[{index}]: expected a mapping")
+        rule_id = raw.get("id", f"rules[{index}]")
+        unknown = set(raw) - set(_NATIVE_KEYS) - set(_DOC_KEYS)
+        if unknown:
+            raise RulePackError(f"{source}: rule {rule_id}: unknown key(s) {sorted(unknown)}")
+        rules.append({k: raw[k] for k in _NATIVE_KEYS if k in raw and raw[k] is not None})
+        ex = raw.get("examples") or {}
+        if not isinstance(ex, dict):
+            raise RulePackError(f"{source}: rule {rule_id}: examples must be a mapping")
+        examples[str(rule_id)] = {
+            kind: tuple(str(s) for s in ex.get(kind) or ()) for kind in ("match", "no_match")
+        }
+    name = str(data.get("name") or source)
+    return RulePack(name=name, source=source, rules=tuple(rules), examples=examples)
+
+
+class TrapSet:
+    """The compiled traps of one process: a regex rule set and, optionally, the entropy trap."""
+
+    def __init__(self, packs: Sequence[RulePack], settings: TrapSettings) -> None:
+        rules = [rule for pack in packs for rule in pack.rules]
+        sources = ", ".join(pack.source for pack in packs)
+        try:
+            self._regex = native.RegexTrap(rules)
+        except native.TrapError as exc:
+            raise RulePackError(f"{sources}: {exc}") from None
+        ent = settings.entropy
+        self._entropy: native.EntropyTrap | None = None
+        if ent.enabled:
+            try:
+                self._entropy = native.EntropyTrap(
+                    min_length=ent.min_length,
+                    hex_threshold=ent.hex_threshold,
+                    base64_threshold=ent.base64_threshold,
+                    alnum_threshold=ent.alnum_threshold,
+                )
+            except native.TrapError as exc:
+                raise RulePackError(f"traps.entropy: {exc}") from None
+        self.packs = tuple(packs)
+
+    @classmethod
+    def from_settings(cls, settings: TrapSettings) -> TrapSet:
+        return cls([load_rule_pack(spec) for spec in settings.rule_packs], settings)
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return self._regex.rule_ids
+
+    def __len__(self) -> int:
+        return len(self._regex)
+
+    def scan(self, data: bytes) -> list[Finding]:
+        """Run every trap over ``data``; findings are sorted by position."""
+        found = [
+            Finding("regex", f.rule_id, f.category, f.severity, f.weight, f.start, f.end)
+            for f in self._regex.scan(data)
+        ]
+        if self._entropy is not None:
+            found.extend(_entropy_findings(self._entropy.scan(data), found))
+            found.sort(key=lambda f: (f.start, f.end))
+        return found
+
+
+def _entropy_findings(
+    hits: Iterable[native.EntropyFinding], regex_found: Sequence[Finding]
+) -> list[Finding]:
+    """Entropy hits that overlap no regex finding (a named secret beats 'random')."""
+    out = []
+    for hit in hits:
+        if any(f.start < hit.end and hit.start < f.end for f in regex_found):
+            continue
+        out.append(
+            Finding(
+                "entropy",
+                f"entropy-{hit.charset}",
+                ENTROPY_CATEGORY,
+                ENTROPY_SEVERITY,
+                ENTROPY_WEIGHT,
+                hit.start,
+                hit.end,
+            )
+        )
+    return out

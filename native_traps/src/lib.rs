@@ -1,0 +1,24 @@
+//! Native traps for the Godel Guardrail `ext_proc` server.
+//!
+//! * [`RegexTrap`]: keyword-prefiltered (Aho-Corasick) regex rules over raw
+//!   bytes, with optional post-match validators such as Luhn.
+//! * [`EntropyTrap`]: Shannon-entropy detector for random-looking tokens
+//!   (API keys, hex digests, base64 secrets).
+//!
+//! Both scan `&[u8]` in time linear in the input, report byte offsets, and
+//! are immutable after construction (`Send + Sync`). The Python binding
+//! (`ext_proc._native_traps`, feature `python`) lives in the `python` module
+//! and is the only code that touches `PyO3`.
+
+pub mod entropy;
+pub mod error;
+pub mod regex_trap;
+pub mod rule;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use entropy::{Charset, EntropyFinding, EntropyThresholds, EntropyTrap};
+pub use error::TrapError;
+pub use regex_trap::{Finding, RegexTrap};
+pub use rule::{RuleSpec, Severity, Validator};

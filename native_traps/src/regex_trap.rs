@@ -1,0 +1,313 @@
+//! Keyword-prefiltered regex scanning over raw bytes.
+//!
+//! Stage 1: one Aho-Corasick automaton holding the keywords of every rule
+//! (ASCII case-insensitive) reports which keywords occur in the input; the
+//! rules owning those keywords, plus every rule without keywords, become
+//! candidates. Stage 2: each candidate's `regex::bytes::Regex` runs over the
+//! whole input. Both stages are linear in the input length (the `regex` crate
+//! never backtracks exponentially), so a hostile body cannot stall a scan.
+
+use std::collections::HashMap;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use regex::bytes::{Regex, RegexBuilder};
+
+use crate::error::TrapError;
+use crate::rule::RuleSpec;
+
+/// Upper bound on the compiled size of one rule's regex program.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Name of the capture group that narrows a finding's span.
+pub const SECRET_GROUP: &str = "secret";
+
+/// One match of one rule, as byte offsets into the scanned input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Finding {
+    /// Index of the rule in the order given to [`RegexTrap::compile`].
+    pub rule_index: usize,
+    /// Inclusive start byte offset.
+    pub start: usize,
+    /// Exclusive end byte offset (`start < end` always holds).
+    pub end: usize,
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    spec: RuleSpec,
+    regex: Regex,
+    /// Capture-group index of `(?P<secret>…)`, if the pattern has one.
+    secret_group: Option<usize>,
+}
+
+/// A compiled, immutable set of regex rules. Cheap to share across threads
+/// (`Send + Sync`); scanning takes `&self`.
+#[derive(Debug)]
+pub struct RegexTrap {
+    rules: Vec<CompiledRule>,
+    /// Automaton over the de-duplicated (ASCII-lowercased) keywords; `None`
+    /// when no rule has keywords.
+    prefilter: Option<AhoCorasick>,
+    /// For each automaton pattern id: the rules that own that keyword.
+    keyword_owners: Vec<Vec<usize>>,
+    /// Rules without keywords: always candidates.
+    unconditional: Vec<usize>,
+    /// Number of distinct rules that have at least one keyword.
+    keyed_rule_count: usize,
+}
+
+impl RegexTrap {
+    /// Validate and compile `rules`. Rule indices in findings refer to the
+    /// order of this vector.
+    ///
+    /// # Errors
+    /// * [`TrapError::InvalidRule`] for a malformed field or a duplicate id;
+    /// * [`TrapError::InvalidPattern`] when a pattern does not compile, is
+    ///   larger than [`REGEX_SIZE_LIMIT`], or matches the empty string.
+    pub fn compile(rules: Vec<RuleSpec>) -> Result<Self, TrapError> {
+        let mut seen_ids: HashMap<&str, usize> = HashMap::with_capacity(rules.len());
+        for (index, spec) in rules.iter().enumerate() {
+            spec.validate()?;
+            if let Some(first) = seen_ids.insert(&spec.id, index) {
+                return Err(TrapError::invalid_rule(
+                    &spec.id,
+                    "id",
+                    format!("duplicate id (rules #{first} and #{index})"),
+                ));
+            }
+        }
+
+        let mut keyword_ids: HashMap<String, usize> = HashMap::new();
+        let mut keywords: Vec<String> = Vec::new();
+        let mut keyword_owners: Vec<Vec<usize>> = Vec::new();
+        let mut unconditional = Vec::new();
+        let mut keyed_rule_count = 0;
+        for (index, spec) in rules.iter().enumerate() {
+            if spec.keywords.is_empty() {
+                unconditional.push(index);
+                continue;
+            }
+            keyed_rule_count += 1;
+            for keyword in &spec.keywords {
+                let folded = keyword.to_ascii_lowercase();
+                let id = *keyword_ids.entry(folded).or_insert_with_key(|k| {
+                    keywords.push(k.clone());
+                    keyword_owners.push(Vec::new());
+                    keywords.len() - 1
+                });
+                let owners = &mut keyword_owners[id];
+                if owners.last() != Some(&index) {
+                    owners.push(index);
+                }
+            }
+        }
+
+        let prefilter = if keywords.is_empty() {
+            None
+        } else {
+            let automaton = AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(&keywords)
+                .map_err(|e| {
+                    TrapError::invalid_rule(
+                        "<keyword prefilter>",
+                        "keywords",
+                        format!("cannot build the keyword automaton: {e}"),
+                    )
+                })?;
+            Some(automaton)
+        };
+
+        let compiled = rules
+            .into_iter()
+            .map(compile_rule)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        Ok(Self {
+            rules: compiled,
+            prefilter,
+            keyword_owners,
+            unconditional,
+            keyed_rule_count,
+        })
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether the trap has no rules (scans then always return nothing).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The declaration of rule `index`, if it exists.
+    pub fn rule(&self, index: usize) -> Option<&RuleSpec> {
+        self.rules.get(index).map(|r| &r.spec)
+    }
+
+    /// All rule declarations, in index order.
+    pub fn rules(&self) -> impl ExactSizeIterator<Item = &RuleSpec> + '_ {
+        self.rules.iter().map(|r| &r.spec)
+    }
+
+    /// Indices of the rules whose regex would run on `data`: rules with a
+    /// keyword present in `data` plus all rules without keywords, ascending.
+    pub fn candidate_rules(&self, data: &[u8]) -> Vec<usize> {
+        let mut selected = vec![false; self.rules.len()];
+        for &index in &self.unconditional {
+            selected[index] = true;
+        }
+        if let Some(prefilter) = &self.prefilter {
+            let mut keyed_selected = 0;
+            // Overlapping search: a keyword that is a suffix or infix of
+            // another (e.g. `sk-` inside `task-`) must still be reported.
+            for hit in prefilter.find_overlapping_iter(data) {
+                for &index in &self.keyword_owners[hit.pattern().as_usize()] {
+                    if !selected[index] {
+                        selected[index] = true;
+                        keyed_selected += 1;
+                    }
+                }
+                if keyed_selected == self.keyed_rule_count {
+                    break;
+                }
+            }
+        }
+        selected
+            .iter()
+            .enumerate()
+            .filter_map(|(index, &on)| on.then_some(index))
+            .collect()
+    }
+
+    /// Scan `data` (any bytes; need not be UTF-8).
+    ///
+    /// Returns findings sorted by `(start, end, rule_index)` with exact
+    /// duplicates removed. Overlapping findings from different rules are all
+    /// kept; merging spans is the caller's policy.
+    pub fn scan(&self, data: &[u8]) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        for index in self.candidate_rules(data) {
+            self.rules[index].find_into(index, data, &mut findings);
+        }
+        findings.sort_unstable_by_key(|f| (f.start, f.end, f.rule_index));
+        findings.dedup();
+        findings
+    }
+}
+
+fn compile_rule(spec: RuleSpec) -> Result<CompiledRule, TrapError> {
+    let invalid = |reason: String| TrapError::InvalidPattern {
+        rule_id: spec.id.clone(),
+        reason,
+    };
+    let regex = RegexBuilder::new(&spec.pattern)
+        .case_insensitive(spec.case_insensitive)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| invalid(e.to_string()))?;
+    if regex.is_match(b"") {
+        return Err(invalid(
+            "pattern matches the empty string, so it would flag every input".to_owned(),
+        ));
+    }
+    let secret_group = regex
+        .capture_names()
+        .position(|name| name == Some(SECRET_GROUP));
+    Ok(CompiledRule {
+        spec,
+        regex,
+        secret_group,
+    })
+}
+
+impl CompiledRule {
+    fn find_into(&self, rule_index: usize, data: &[u8], out: &mut Vec<Finding>) {
+        let mut push = |start: usize, end: usize| {
+            if start >= end {
+                return;
+            }
+            if let Some(validator) = self.spec.validator {
+                if !validator.accepts(&data[start..end]) {
+                    return;
+                }
+            }
+            out.push(Finding {
+                rule_index,
+                start,
+                end,
+            });
+        };
+        match self.secret_group {
+            None => {
+                for m in self.regex.find_iter(data) {
+                    push(m.start(), m.end());
+                }
+            }
+            Some(group) => {
+                for caps in self.regex.captures_iter(data) {
+                    // If the alternation that matched did not take part in
+                    // the `secret` group, report the whole match rather than
+                    // dropping a detection.
+                    if let Some(m) = caps.get(group).or_else(|| caps.get(0)) {
+                        push(m.start(), m.end());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::Severity;
+
+    #[test]
+    fn overlapping_keywords_select_all_owners() {
+        let trap = RegexTrap::compile(vec![
+            RuleSpec::new("long", "c", Severity::Notice, "sk-ant-[a-z]+").with_keywords(["sk-ant"]),
+            RuleSpec::new("short", "c", Severity::Notice, "ant-[a-z]+").with_keywords(["ant-"]),
+            RuleSpec::new("absent", "c", Severity::Notice, "zzz").with_keywords(["zzz"]),
+        ])
+        .unwrap();
+        assert_eq!(trap.candidate_rules(b"x SK-ANT-abc"), vec![0, 1]);
+        let found = trap.scan(b"x sk-ant-abc");
+        assert_eq!(
+            found,
+            vec![
+                Finding {
+                    rule_index: 0,
+                    start: 2,
+                    end: 12
+                },
+                Finding {
+                    rule_index: 1,
+                    start: 5,
+                    end: 12
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn shared_keyword_maps_to_every_rule() {
+        let trap = RegexTrap::compile(vec![
+            RuleSpec::new("a", "c", Severity::Notice, "key=1").with_keywords(["KEY"]),
+            RuleSpec::new("b", "c", Severity::Notice, "key=2").with_keywords(["key", "Key"]),
+        ])
+        .unwrap();
+        assert_eq!(trap.keyword_owners.len(), 1);
+        assert_eq!(trap.candidate_rules(b"key"), vec![0, 1]);
+    }
+
+    #[test]
+    fn empty_matching_pattern_is_rejected() {
+        let err =
+            RegexTrap::compile(vec![RuleSpec::new("e", "c", Severity::Notice, "a*")]).unwrap_err();
+        assert!(matches!(err, TrapError::InvalidPattern { ref rule_id, .. } if rule_id == "e"));
+    }
+}

