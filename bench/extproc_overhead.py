@@ -1,9 +1,11 @@
 """What Godel adds to a request: Envoy with and without the ext_proc filter, in one run.
 
-Envoy answers every request itself (a `direct_response` route), so the only difference between
-the two configurations is Godel. Load comes from `hey` (HTTP/1.1, keep-alive) with 4 KiB JSON chat
-bodies. Godel's CPU per request is its user+system time over the run (from /proc) divided by the
-requests served. Prints a table and writes bench/results/extproc_overhead.json.
+The upstream is a second Envoy answering 200 from a `direct_response` route, so the upstream
+costs next to nothing and the only difference between the configurations is Godel, in its
+default two-message mode and in the one-message mode of ADR 0002. Load comes from `hey`
+(HTTP/1.1, keep-alive) with 4 KiB JSON chat bodies. Godel's CPU per request is its user+system
+time over the run (from /proc) divided by the requests served. Prints a table and writes
+bench/results/extproc_overhead.json.
 
     .venv/bin/python bench/extproc_overhead.py [--seconds 8] [--concurrency 16] [--rounds 2]
 """
@@ -25,15 +27,25 @@ import yaml
 from ext_proc.devstack import render_envoy_config, start_envoy, start_godel
 
 ROOT = Path(__file__).resolve().parent.parent
+# (name, ext_proc filter on, one-message mode)
+CONFIGS = (
+    ("envoy-only", False, False),
+    ("godel-2msg", True, False),
+    ("godel-1msg", True, True),
+)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def chat_body(size: int = 4096) -> bytes:
     sentence = "Please summarise the quarterly risk report for the credit committee. "
-    text = (sentence * (size // len(sentence) + 1))
-    doc = {"model": "godel-echo-1", "messages": [
-        {"role": "system", "content": "You are a careful assistant for a bank."},
-        {"role": "user", "content": ""}]}
+    text = sentence * (size // len(sentence) + 1)
+    doc: dict[str, Any] = {
+        "model": "godel-echo-1",
+        "messages": [
+            {"role": "system", "content": "You are a careful assistant for a bank."},
+            {"role": "user", "content": ""},
+        ],
+    }
     base = len(json.dumps(doc).encode())
     doc["messages"][1]["content"] = text[: size - base]
     out = json.dumps(doc).encode()
@@ -46,36 +58,89 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def envoy_config(workdir: Path, name: str, godel_port: int, with_ext_proc: bool) -> Path:
-    path = render_envoy_config(ROOT / "envoy" / "envoy.yaml", workdir / f"{name}.yaml",
-                               godel_port=godel_port, upstream_port=1)
+def upstream_config(workdir: Path) -> Path:
+    """A second Envoy that answers 200 to everything: an upstream that costs next to nothing."""
+    cfg = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
+    cfg["admin"]["address"]["socket_address"]["port_value"] = 0
+    cfg["static_resources"]["clusters"] = []
+    listener = cfg["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"]["port_value"] = 0
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm.pop("access_log", None)
+    hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"].endswith("router")]
+    for vh in hcm["route_config"]["virtual_hosts"]:
+        vh["routes"] = [
+            {
+                "match": {"prefix": "/"},
+                "direct_response": {"status": 200, "body": {"inline_string": "ok"}},
+            }
+        ]
+    path = workdir / "upstream.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def envoy_config(
+    workdir: Path,
+    name: str,
+    godel_port: int,
+    upstream_port: int,
+    with_ext_proc: bool,
+    one_message: bool = False,
+) -> Path:
+    path = render_envoy_config(
+        ROOT / "envoy" / "envoy.yaml",
+        workdir / f"{name}.yaml",
+        godel_port=godel_port,
+        upstream_port=upstream_port,
+        one_message=one_message,
+    )
     cfg: dict[str, Any] = yaml.safe_load(path.read_text())
     hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     hcm.pop("access_log", None)
-    for vh in hcm["route_config"]["virtual_hosts"]:
-        vh["routes"] = [{"match": {"prefix": "/"},
-                         "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]
     if not with_ext_proc:
-        hcm["http_filters"] = [f for f in hcm["http_filters"]
-                               if f["name"] != "envoy.filters.http.ext_proc"]
+        hcm["http_filters"] = [
+            f for f in hcm["http_filters"] if f["name"] != "envoy.filters.http.ext_proc"
+        ]
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
 
 def hey(port: int, body_file: Path, seconds: int, concurrency: int) -> dict[str, float]:
     out = subprocess.run(
-        ["hey", "-z", f"{seconds}s", "-c", str(concurrency), "-m", "POST",
-         "-T", "application/json", "-H", "x-user-id: bench", "-D", str(body_file),
-         f"http://127.0.0.1:{port}/v1/chat/completions"],
-        capture_output=True, text=True, check=True,
+        [
+            "hey",
+            "-z",
+            f"{seconds}s",
+            "-c",
+            str(concurrency),
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-H",
+            "x-user-id: bench",
+            "-D",
+            str(body_file),
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    pct = {int(m.group(1)): float(m.group(2)) for m in
-           re.finditer(r"(\d+)%+ in ([\d.]+) secs", out)}
+    pct = {
+        int(m.group(1)): float(m.group(2)) for m in re.finditer(r"(\d+)%+ in ([\d.]+) secs", out)
+    }
     codes = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
     total = sum(int(v) for v in codes.values())
-    return {"rps": rps, "p50_ms": pct[50] * 1000, "p99_ms": pct[99] * 1000,
-            "requests": total, "non_200": total - int(codes.get("200", 0))}
+    return {
+        "rps": rps,
+        "p50_ms": pct[50] * 1000,
+        "p99_ms": pct[99] * 1000,
+        "requests": total,
+        "non_200": total - int(codes.get("200", 0)),
+    }
 
 
 def main() -> None:
@@ -89,13 +154,16 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="godel-bench-"))
     body = work / "body.json"
     body.write_bytes(chat_body())
-    godel, gport, _ = start_godel(work, {"limiter": {"rate_per_second": 1e6, "capacity": 1e9},
-                                         "logging": {"level": "warning"}})
+    godel, gport, _ = start_godel(
+        work,
+        {"limiter": {"rate_per_second": 1e6, "capacity": 1e9}, "logging": {"level": "warning"}},
+    )
+    upstream, up_port, _ = start_envoy(work, upstream_config(work))
     rows: list[dict[str, Any]] = []
     try:
         for rnd in range(1, args.rounds + 1):
-            for name, with_ext in (("envoy-only", False), ("envoy+godel", True)):
-                cfg = envoy_config(work, name, gport, with_ext)
+            for name, with_ext, one in CONFIGS:
+                cfg = envoy_config(work, name, gport, up_port, with_ext, one)
                 envoy, port, _ = start_envoy(work, cfg)
                 try:
                     hey(port, body, 1, args.concurrency)  # warm-up
@@ -108,19 +176,30 @@ def main() -> None:
                 rows.append({"round": rnd, "config": name, **res})
     finally:
         godel.stop()
-    print(f"\n4 KiB JSON bodies, hey -c {args.concurrency} -z {args.seconds}s, "
-          f"Envoy --concurrency 1, {os.cpu_count()} cores\n")
-    print(f"{'round':>5} {'config':<12} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'godel CPU/req':>14} {'non-200':>7}")
+        upstream.stop()
+    print(
+        f"\n4 KiB JSON bodies, hey -c {args.concurrency} -z {args.seconds}s, "
+        f"Envoy --concurrency 1, {os.cpu_count()} cores\n"
+    )
+    print(
+        f"{'round':>5} {'config':<12} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'godel CPU/req':>14} {'non-200':>7}"
+    )
     for r in rows:
-        cpu = f"{r['godel_cpu_us_per_req']:.0f} us" if r["config"] != "envoy-only" else "-"
-        print(f"{r['round']:>5} {r['config']:<12} {r['rps']:>8.0f} {r['p50_ms']:>7.2f} "
-              f"{r['p99_ms']:>7.2f} {cpu:>14} {r['non_200']:>7}")
+        cpu_text = f"{r['godel_cpu_us_per_req']:.0f} us" if r["config"] != "envoy-only" else "-"
+        print(
+            f"{r['round']:>5} {r['config']:<12} {r['rps']:>8.0f} {r['p50_ms']:>7.2f} "
+            f"{r['p99_ms']:>7.2f} {cpu_text:>14} {r['non_200']:>7}"
+        )
     for rnd in range(1, args.rounds + 1):
-        base, godel_row = (r for r in rows if r["round"] == rnd)
-        print(f"round {rnd}: throughput ratio (with/without) {godel_row['rps'] / base['rps']:.2f}, "
-              f"added p50 {godel_row['p50_ms'] - base['p50_ms']:.2f} ms, "
-              f"added p99 {godel_row['p99_ms'] - base['p99_ms']:.2f} ms")
+        base, *others = (r for r in rows if r["round"] == rnd)
+        for row in others:
+            print(
+                f"round {rnd} {row['config']}: throughput ratio vs envoy-only "
+                f"{row['rps'] / base['rps']:.2f}, "
+                f"added p50 {row['p50_ms'] - base['p50_ms']:.2f} ms, "
+                f"added p99 {row['p99_ms'] - base['p99_ms']:.2f} ms"
+            )
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "extproc_overhead.json").write_text(json.dumps(rows, indent=2))

@@ -45,9 +45,7 @@ def _last_user_text(payload: Any) -> str:
             if isinstance(content, str):
                 return content
             if isinstance(content, list):  # content parts
-                return "".join(
-                    p.get("text", "") for p in content if isinstance(p, dict)
-                )
+                return "".join(p.get("text", "") for p in content if isinstance(p, dict))
     return ""
 
 
@@ -74,13 +72,18 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         for i, word in enumerate(words):
             piece = word if i == 0 else " " + word
             chunk = {
-                "id": ident, "object": "chat.completion.chunk", "created": created,
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
                 "model": MODEL,
                 "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
             }
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
         done = {
-            "id": ident, "object": "chat.completion.chunk", "created": created, "model": MODEL,
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": MODEL,
             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
         }
         await resp.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())

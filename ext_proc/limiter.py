@@ -1,6 +1,7 @@
 """Rate limiting behind one interface.
 
-:class:`Limiter` is the seam: ``check(identity, cost)`` returns a :class:`LimitVerdict`. The embedded
+:class:`Limiter` is the seam: ``check(identity, cost)`` returns a :class:`LimitVerdict`.
+The embedded
 default, :class:`LocalTokenBucket`, keeps one token bucket per identity in this process: good for a
 single replica or as a fallback, but N replicas allow N times the rate. The Redis-backed global
 limiter implements the same protocol.
@@ -22,7 +23,7 @@ __all__ = ["LimitVerdict", "Limiter", "LocalTokenBucket", "make_limiter"]
 
 @dataclass(frozen=True, slots=True)
 class LimitVerdict:
-    """``allowed``; if not, ``retry_after`` seconds until ``cost`` tokens are back; ``remaining``."""
+    """``allowed``; if not, ``retry_after`` seconds until ``cost`` tokens are back."""
 
     allowed: bool
     retry_after: float

@@ -93,4 +93,6 @@ def redact(
     wanted = {f.rule for f in findings}
     doc = json.loads(body)
     fixed = _redact_value(doc, scan, wanted, operator)
-    return json.dumps(fixed, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    return json.dumps(fixed, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8", "surrogatepass"
+    )

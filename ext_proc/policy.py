@@ -1,7 +1,8 @@
 """Policy: turn findings into one decision.
 
 Each finding gets the action configured for its category; the strongest action wins
-(block > redact > log > allow). ``log`` and ``allow`` both let the request through unchanged; ``log``
+(block > redact > log > allow). ``log`` and ``allow`` both let the request through unchanged;
+``log``
 findings are still counted and reported.
 """
 

@@ -99,13 +99,18 @@ class GodelServer:
         await self._set_serving(True)
         log.info(
             "godel serving grpc=%s:%d admin=%s:%d rules=%d",
-            _split(s.grpc_address)[0], self.grpc_port, host, self.admin_port,
+            _split(s.grpc_address)[0],
+            self.grpc_port,
+            host,
+            self.admin_port,
             len(self.pipeline.traps),
         )
 
     async def _set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else (
-            health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else (health_pb2.HealthCheckResponse.NOT_SERVING)
         )
         for service in ("", EXT_PROC_SERVICE):
             await self.health.set(service, status)

@@ -62,7 +62,7 @@ def _immediate(
     headers += [_header(k, v) for k, v in (extra or {}).items()]
     return pb.ProcessingResponse(
         immediate_response=pb.ImmediateResponse(
-            status=http_status_pb2.HttpStatus(code=status),  # type: ignore[arg-type]
+            status=http_status_pb2.HttpStatus(code=status),
             headers=pb.HeaderMutation(set_headers=headers),
             body=json.dumps(payload, separators=(",", ":")).encode("ascii"),
             details=details,
@@ -94,7 +94,7 @@ def _source_host(address: str) -> str:
     return host if sep and host.count(":") == 0 else address
 
 
-class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
+class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     def __init__(self, pipeline: Pipeline, identity: IdentitySettings, metrics: Metrics) -> None:
         self.pipeline = pipeline
         self.identity_header = identity.header
@@ -102,18 +102,14 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
         self.metrics = metrics
 
     # -- context ---------------------------------------------------------------------------
-    def _context(
-        self, headers: dict[str, str] | None, attrs: dict[str, Any]
-    ) -> RequestContext:
+    def _context(self, headers: dict[str, str] | None, attrs: dict[str, Any]) -> RequestContext:
         headers = headers or {}
         ident_attr = f"request.headers['{self.identity_header}']"
         identity = headers.get(self.identity_header) or attrs.get(ident_attr) or ""
         if not identity:
             source = attrs.get("source.address", "")
             identity = f"ip:{_source_host(source)}" if source else "anonymous"
-        request_id = (
-            headers.get("x-request-id") or attrs.get("request.id") or uuid.uuid4().hex
-        )
+        request_id = headers.get("x-request-id") or attrs.get("request.id") or uuid.uuid4().hex
         length = headers.get("content-length")
         return RequestContext(
             request_id=str(request_id),
@@ -134,9 +130,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
     def _reply(self, ctx: RequestContext, outcome: Outcome, phase: str) -> pb.ProcessingResponse:
         decision = outcome.decision
         if decision == "block":
-            log.info(
-                "blocked request_id=%s rules=%s", ctx.request_id, ",".join(outcome.rules)
-            )
+            log.info("blocked request_id=%s rules=%s", ctx.request_id, ",".join(outcome.rules))
             return _immediate(
                 403,
                 {
@@ -152,16 +146,22 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
             retry = outcome.limit.retry_after_header
             return _immediate(
                 429,
-                {"error": "rate limit exceeded", "retry_after": int(retry),
-                 "request_id": ctx.request_id},
+                {
+                    "error": "rate limit exceeded",
+                    "retry_after": int(retry),
+                    "request_id": ctx.request_id,
+                },
                 "godel_throttle",
                 {"retry-after": retry, "x-request-id": ctx.request_id},
             )
         if decision == "too_large":
             return _immediate(
                 413,
-                {"error": "request body too large to inspect",
-                 "limit_bytes": self.pipeline.max_body_bytes, "request_id": ctx.request_id},
+                {
+                    "error": "request body too large to inspect",
+                    "limit_bytes": self.pipeline.max_body_bytes,
+                    "request_id": ctx.request_id,
+                },
                 "godel_too_large",
                 {"x-request-id": ctx.request_id},
             )
@@ -181,7 +181,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
         return _CONTINUE_BODY if phase == "request_body" else _CONTINUE_HEADERS
 
     # -- the stream ------------------------------------------------------------------------
-    async def Process(  # noqa: N802 - the gRPC method name
+    async def Process(
         self,
         request_iterator: AsyncIterator[pb.ProcessingRequest],
         context: grpc.aio.ServicerContext[pb.ProcessingRequest, pb.ProcessingResponse],
@@ -205,9 +205,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                         yield self._reply(ctx, outcome, kind)
                     else:
                         yield _CONTINUE_HEADERS
-                    metrics.processing_seconds.labels(kind).observe(
-                        time.perf_counter() - started
-                    )
+                    metrics.processing_seconds.labels(kind).observe(time.perf_counter() - started)
                 elif kind == "request_body":
                     if ctx is None:
                         ctx = self._context(None, _attributes(req))
@@ -215,9 +213,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                     metrics.body_bytes.observe(len(body))
                     outcome = await self.pipeline.decide(ctx, body)
                     yield self._reply(ctx, outcome, kind)
-                    metrics.processing_seconds.labels(kind).observe(
-                        time.perf_counter() - started
-                    )
+                    metrics.processing_seconds.labels(kind).observe(time.perf_counter() - started)
                 elif kind == "response_headers":
                     yield _CONTINUE_RESPONSE_HEADERS
                 elif kind == "response_body":
@@ -228,9 +224,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                     yield _CONTINUE_RESPONSE_TRAILERS
         except Exception:
             metrics.requests.labels("error").inc()
-            log.exception(
-                "processing failed request_id=%s", ctx.request_id if ctx else "-"
-            )
+            log.exception("processing failed request_id=%s", ctx.request_id if ctx else "-")
             await context.abort(grpc.StatusCode.INTERNAL, "godel: internal error")
         finally:
             metrics.streams_active.dec()

@@ -22,7 +22,15 @@ from ext_proc.errors import RulePackError
 
 __all__ = ["Finding", "RulePack", "TrapSet", "load_rule_pack"]
 
-_NATIVE_KEYS = ("id", "category", "severity", "pattern", "keywords", "validator", "case_insensitive")
+_NATIVE_KEYS = (
+    "id",
+    "category",
+    "severity",
+    "pattern",
+    "keywords",
+    "validator",
+    "case_insensitive",
+)
 _DOC_KEYS = ("description", "examples")
 ENTROPY_CATEGORY = "entropy"
 ENTROPY_SEVERITY = "notice"

@@ -58,7 +58,8 @@ def render() -> str:
     out = [HEADER.format(prefix=ENV_PREFIX)]
     for name, field in Settings.model_fields.items():
         ann = field.annotation
-        assert isinstance(ann, type) and issubclass(ann, BaseModel)
+        assert isinstance(ann, type)
+        assert issubclass(ann, BaseModel)
         _section(ann, [name], out)
     return "\n".join(out) + "\n"
 

@@ -9,8 +9,8 @@ import pytest
 
 from ext_proc.config import Settings, settings_from_mapping
 from ext_proc.metrics import Metrics
-from ext_proc.server import build_pipeline
 from ext_proc.pipeline import Pipeline
+from ext_proc.server import build_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVOY_CONFIG = ROOT / "envoy" / "envoy.yaml"
@@ -18,7 +18,9 @@ FAKE_AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
 
 
 def chat(text: str, **extra: object) -> bytes:
-    return json.dumps({"model": "m", "messages": [{"role": "user", "content": text}], **extra}).encode()
+    return json.dumps(
+        {"model": "m", "messages": [{"role": "user", "content": text}], **extra}
+    ).encode()
 
 
 @pytest.fixture

@@ -15,7 +15,11 @@ FINDING_KEYS = {"trap", "rule", "category", "start", "end", "severity", "action"
 def godel(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ext_proc", *args],
-        input=stdin, capture_output=True, text=True, timeout=60, check=False,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -43,8 +47,13 @@ def test_scan_json_finding_is_exit_1_with_contract_fields(tmp_path: Path) -> Non
     (finding,) = doc["findings"]
     assert set(finding) == FINDING_KEYS
     assert finding == {
-        "trap": "regex", "rule": "aws-access-key-id", "category": "secret",
-        "start": 4, "end": 24, "severity": "critical", "action": "redact",
+        "trap": "regex",
+        "rule": "aws-access-key-id",
+        "category": "secret",
+        "start": 4,
+        "end": 24,
+        "severity": "critical",
+        "action": "redact",
     }
 
 

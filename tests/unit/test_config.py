@@ -59,9 +59,7 @@ def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
 def test_environment_overrides_file(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("limiter:\n  capacity: 5\n")
-    s = load_config(
-        f, env={"GODEL_LIMITER__CAPACITY": "7", "GODEL_IDENTITY__HEADER": "x-tenant"}
-    )
+    s = load_config(f, env={"GODEL_LIMITER__CAPACITY": "7", "GODEL_IDENTITY__HEADER": "x-tenant"})
     assert s.limiter.capacity == 7
     assert s.identity.header == "x-tenant"
 

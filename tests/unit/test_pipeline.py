@@ -51,7 +51,9 @@ def test_redaction_that_would_break_json_falls_back_to_per_value(tmp_path: Path)
     result = p.inspect(body)
     assert result.body is not None
     assert json.loads(result.body) == {
-        "a": "[REDACTED:tok]", "b": "line\nbreak", "c": [1, "x [REDACTED:tok]"]
+        "a": "[REDACTED:tok]",
+        "b": "line\nbreak",
+        "c": [1, "x [REDACTED:tok]"],
     }
 
 
@@ -63,7 +65,7 @@ def test_injection_blocks_with_rule_ids(pipeline: Pipeline) -> None:
 
 
 def test_malformed_json_is_scanned_as_text(pipeline: Pipeline) -> None:
-    body = b'{"messages": [{"content": "key ' + FAKE_AWS_KEY.encode() + b' , broken'
+    body = b'{"messages": [{"content": "key ' + FAKE_AWS_KEY.encode() + b" , broken"
     result = pipeline.inspect(body)
     assert result.decision == "redact"
     assert result.body == b'{"messages": [{"content": "key [REDACTED:aws-access-key-id] , broken'

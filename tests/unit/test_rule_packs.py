@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ext_proc.config import TrapSettings
+from ext_proc.config import EntropySettings, TrapSettings
 from ext_proc.errors import RulePackError
 from ext_proc.traps import TrapSet, load_rule_pack
 
@@ -17,13 +17,19 @@ CASES = [
     for kind, texts in examples.items()
     for text in texts
 ]
-TRAPS = TrapSet([PACK], TrapSettings(entropy={"enabled": False}))  # type: ignore[arg-type]
+TRAPS = TrapSet([PACK], TrapSettings(entropy=EntropySettings(enabled=False)))
 
 
 def test_starter_pack_covers_the_required_families() -> None:
     ids = set(TRAPS.rule_ids)
-    assert {"aws-access-key-id", "github-token", "private-key-pem", "email-address",
-            "payment-card-number", "injection-ignore-instructions"} <= ids
+    assert {
+        "aws-access-key-id",
+        "github-token",
+        "private-key-pem",
+        "email-address",
+        "payment-card-number",
+        "injection-ignore-instructions",
+    } <= ids
     for rule_id, examples in PACK.examples.items():
         assert examples["match"], f"{rule_id} has no positive example"
         assert examples["no_match"], f"{rule_id} has no negative example"
@@ -46,16 +52,20 @@ def test_spans_are_byte_offsets_of_the_secret() -> None:
 
 def test_bad_custom_pack_names_file_and_rule(tmp_path: Path) -> None:
     f = tmp_path / "custom.yaml"
-    f.write_text("rules:\n  - id: broken\n    category: secret\n    severity: critical\n"
-                 "    pattern: '(unclosed'\n")
+    f.write_text(
+        "rules:\n  - id: broken\n    category: secret\n    severity: critical\n"
+        "    pattern: '(unclosed'\n"
+    )
     with pytest.raises(RulePackError, match=r"custom\.yaml.*broken"):
         TrapSet.from_settings(TrapSettings(rule_packs=(str(f),)))
 
 
 def test_unknown_rule_key_and_missing_pack(tmp_path: Path) -> None:
     f = tmp_path / "custom.yaml"
-    f.write_text("rules:\n  - id: r1\n    category: secret\n    severity: critical\n"
-                 "    pattern: 'x'\n    colour: red\n")
+    f.write_text(
+        "rules:\n  - id: r1\n    category: secret\n    severity: critical\n"
+        "    pattern: 'x'\n    colour: red\n"
+    )
     with pytest.raises(RulePackError, match=r"rule r1: unknown key\(s\) \['colour'\]"):
         load_rule_pack(str(f))
     with pytest.raises(RulePackError, match="no such built-in rule pack"):
