@@ -26,7 +26,7 @@ if ((${#missing[@]})); then
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "bootstrap: cargo not found; Godel's traps need a Rust toolchain (1.80 or newer)" >&2
+  echo "bootstrap: cargo not found; Godel's traps need a Rust toolchain (1.83 or newer, for PyO3 0.29)" >&2
   exit 1
 fi
 

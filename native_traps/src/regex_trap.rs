@@ -162,8 +162,8 @@ impl RegexTrap {
         }
         if let Some(prefilter) = &self.prefilter {
             let mut keyed_selected = 0;
-            // Overlapping search: a keyword that is a suffix or infix of
-            // another (e.g. `sk-` inside `task-`) must still be reported.
+            // Overlapping search: a keyword that starts inside another one
+            // (e.g. `ant-` inside `sk-ant-`) must still be reported.
             for hit in prefilter.find_overlapping_iter(data) {
                 for &index in &self.keyword_owners[hit.pattern().as_usize()] {
                     if !selected[index] {

@@ -238,3 +238,19 @@ def test_one_message_mode_redacts_blocks_and_limits(tmp_path: Path) -> None:
         assert http("POST", f"{s.url}/echo", b"{}", {"x-user-id": "one"})[0] == 200
         assert http("POST", f"{s.url}/echo", b"{}", {"x-user-id": "one"})[0] == 429
         assert http("POST", f"{s.url}/echo", b"{}", {"x-user-id": "two"})[0] == 200
+
+
+def test_streaming_chat_arrives_as_server_sent_events(stack: Stack) -> None:
+    status, headers, body = http(
+        "POST",
+        f"{stack.url}/v1/chat/completions",
+        chat("stream these five words please", stream=True),
+        {**JSON, "x-user-id": "sse"},
+    )
+    assert status == 200
+    assert headers["content-type"].startswith("text/event-stream")
+    events = [line[6:] for line in body.decode().splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1]]
+    assert len(chunks) > 1
+    assert "".join(chunks) == "stream these five words please"

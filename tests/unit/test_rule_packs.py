@@ -70,3 +70,12 @@ def test_unknown_rule_key_and_missing_pack(tmp_path: Path) -> None:
         load_rule_pack(str(f))
     with pytest.raises(RulePackError, match="no such built-in rule pack"):
         load_rule_pack("builtin:nope")
+
+
+def test_rust_bench_mirror_matches_the_starter_pack() -> None:
+    mirror = (
+        Path(__file__).resolve().parents[2] / "native_traps" / "tests" / "common" / "mod.rs"
+    ).read_text()
+    for rule in PACK.rules:
+        assert f'"{rule["id"]}"' in mirror, f"{rule['id']} missing from the Rust mirror"
+        assert f'r"{rule["pattern"]}"' in mirror, f"{rule['id']}: pattern differs in the mirror"

@@ -41,7 +41,7 @@ pub fn starter_rules() -> Vec<RuleSpec> {
             "payment-card-number",
             "pii",
             Severity::Error,
-            r"(?:^|[^0-9])(?P<secret>[0-9](?:[ -]?[0-9]){12,18})(?:[^0-9]|$)",
+            r"(?-u:\b)(?P<secret>[0-9](?:[ -]?[0-9]){12,18})(?-u:\b)",
         )
         .with_validator(Validator::Luhn),
         RuleSpec::new(
