@@ -60,12 +60,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     settings = load_config(args.config)
     _configure_logging(settings)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is optional
-        pass
     asyncio.run(serve(settings, Path(args.port_file) if args.port_file else None))
     return EXIT_OK
 

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import signal
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -49,13 +48,15 @@ def _split(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-@dataclass
 class GodelServer:
-    settings: Settings
-    metrics: Metrics = field(default_factory=Metrics)
-    grpc_port: int = 0
-    admin_port: int = 0
-    _stopping: bool = False
+    """One process's servers. ``start()`` builds the pipeline and binds; ``stop()`` drains."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.grpc_port = 0
+        self.admin_port = 0
+        self._stopping = False
 
     async def readiness(self) -> str | None:
         if self._stopping:

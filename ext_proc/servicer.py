@@ -46,6 +46,13 @@ _CONTINUE_RESPONSE_HEADERS = pb.ProcessingResponse(response_headers=pb.HeadersRe
 _CONTINUE_RESPONSE_BODY = pb.ProcessingResponse(response_body=pb.BodyResponse())
 _CONTINUE_REQUEST_TRAILERS = pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
 _CONTINUE_RESPONSE_TRAILERS = pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
+# Phases Godel does not inspect (yet) are answered with a plain CONTINUE.
+_PASS_THROUGH = {
+    "response_headers": _CONTINUE_RESPONSE_HEADERS,
+    "response_body": _CONTINUE_RESPONSE_BODY,
+    "request_trailers": _CONTINUE_REQUEST_TRAILERS,
+    "response_trailers": _CONTINUE_RESPONSE_TRAILERS,
+}
 
 
 def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
@@ -100,6 +107,8 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         self.identity_header = identity.header
         self.identity_max = identity.max_length
         self.metrics = metrics
+        self._headers_seconds = metrics.processing_seconds.labels("request_headers")
+        self._body_seconds = metrics.processing_seconds.labels("request_body")
 
     # -- context ---------------------------------------------------------------------------
     def _context(self, headers: dict[str, str] | None, attrs: dict[str, Any]) -> RequestContext:
@@ -181,50 +190,57 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         return _CONTINUE_BODY if phase == "request_body" else _CONTINUE_HEADERS
 
     # -- the stream ------------------------------------------------------------------------
+    async def _handle(
+        self, req: pb.ProcessingRequest, ctx: RequestContext | None
+    ) -> tuple[pb.ProcessingResponse, RequestContext | None]:
+        """One message in, one reply out (plus the request's context once known)."""
+        kind = req.WhichOneof("request")
+        if kind == "request_headers":
+            started = time.perf_counter()
+            ctx = self._context(self._headers(req.request_headers), _attributes(req))
+            if ctx.content_length is not None and self.pipeline.too_large(ctx.content_length):
+                reply = self._reply(ctx, self.pipeline.reject_too_large(), kind)
+            elif req.request_headers.end_of_stream:
+                reply = self._reply(ctx, await self.pipeline.decide(ctx, None), kind)
+            else:
+                reply = _CONTINUE_HEADERS
+            self._headers_seconds.observe(time.perf_counter() - started)
+            return reply, ctx
+        if kind == "request_body":
+            started = time.perf_counter()
+            if ctx is None:  # one-message mode: no headers phase, context from attributes
+                ctx = self._context(None, _attributes(req))
+            body = req.request_body.body
+            self.metrics.body_bytes.observe(len(body))
+            reply = self._reply(ctx, await self.pipeline.decide(ctx, body), kind)
+            self._body_seconds.observe(time.perf_counter() - started)
+            return reply, ctx
+        passthrough = _PASS_THROUGH.get(kind or "")
+        if passthrough is None:
+            raise ValueError(f"unexpected ext_proc message kind {kind!r}")
+        return passthrough, ctx
+
     async def Process(
         self,
         request_iterator: AsyncIterator[pb.ProcessingRequest],
         context: grpc.aio.ServicerContext[pb.ProcessingRequest, pb.ProcessingResponse],
-    ) -> AsyncIterator[pb.ProcessingResponse]:
+    ) -> None:
+        # Explicit read/write rather than an async generator: measured about 15% less CPU
+        # per message in grpc.aio (bench/README.md).
         ctx: RequestContext | None = None
-        metrics = self.metrics
-        metrics.streams_active.inc()
+        self.metrics.streams_active.inc()
         try:
-            async for req in request_iterator:
-                kind = req.WhichOneof("request")
-                started = time.perf_counter()
-                if kind == "request_headers":
-                    ctx = self._context(self._headers(req.request_headers), _attributes(req))
-                    if ctx.content_length is not None and self.pipeline.too_large(
-                        ctx.content_length
-                    ):
-                        yield self._reply(ctx, self.pipeline.reject_too_large(), kind)
-                        return
-                    if req.request_headers.end_of_stream:
-                        outcome = await self.pipeline.decide(ctx, None)
-                        yield self._reply(ctx, outcome, kind)
-                    else:
-                        yield _CONTINUE_HEADERS
-                    metrics.processing_seconds.labels(kind).observe(time.perf_counter() - started)
-                elif kind == "request_body":
-                    if ctx is None:
-                        ctx = self._context(None, _attributes(req))
-                    body = req.request_body.body
-                    metrics.body_bytes.observe(len(body))
-                    outcome = await self.pipeline.decide(ctx, body)
-                    yield self._reply(ctx, outcome, kind)
-                    metrics.processing_seconds.labels(kind).observe(time.perf_counter() - started)
-                elif kind == "response_headers":
-                    yield _CONTINUE_RESPONSE_HEADERS
-                elif kind == "response_body":
-                    yield _CONTINUE_RESPONSE_BODY
-                elif kind == "request_trailers":
-                    yield _CONTINUE_REQUEST_TRAILERS
-                elif kind == "response_trailers":
-                    yield _CONTINUE_RESPONSE_TRAILERS
+            while True:
+                req = await context.read()
+                if req is grpc.aio.EOF:  # type: ignore[attr-defined]
+                    return
+                reply, ctx = await self._handle(req, ctx)
+                await context.write(reply)
+                if reply.HasField("immediate_response"):
+                    return  # Envoy sends nothing more on this stream
         except Exception:
-            metrics.requests.labels("error").inc()
+            self.metrics.requests.labels("error").inc()
             log.exception("processing failed request_id=%s", ctx.request_id if ctx else "-")
             await context.abort(grpc.StatusCode.INTERNAL, "godel: internal error")
         finally:
-            metrics.streams_active.dec()
+            self.metrics.streams_active.dec()

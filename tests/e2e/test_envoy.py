@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -254,3 +255,31 @@ def test_streaming_chat_arrives_as_server_sent_events(stack: Stack) -> None:
     chunks = [json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1]]
     assert len(chunks) > 1
     assert "".join(chunks) == "stream these five words please"
+
+
+def test_sigterm_drains_a_request_in_flight(tmp_path: Path) -> None:
+    """Headers reach Godel, then Godel gets SIGTERM, then the body: the request still completes."""
+    config = {"server": {"drain_seconds": 10}}
+    with Stack.running(ENVOY_CONFIG, tmp_path, config) as s:
+        payload = chat(f"late key {FAKE_AWS_KEY}")
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as conn:
+            conn.sendall(
+                b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                b"x-user-id: drain\r\nConnection: close\r\n"
+                + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            )
+            time.sleep(0.5)  # Envoy has sent the headers message; the stream is open
+            s.godel.signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert s.godel.alive(), "Godel must wait for the in-flight stream"
+            conn.sendall(payload)
+            response = b""
+            while chunk := conn.recv(65536):
+                response += chunk
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert json.loads(body)["messages"][0]["content"] == (
+            "late key [REDACTED:aws-access-key-id]"
+        )
+        assert s.godel.popen is not None
+        assert s.godel.popen.wait(15) == 0
