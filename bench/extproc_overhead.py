@@ -18,20 +18,24 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ext_proc.devstack import render_envoy_config, start_envoy, start_godel
+from ext_proc.devstack import Proc, render_envoy_config, start_envoy, start_godel
 
 ROOT = Path(__file__).resolve().parent.parent
-# (name, ext_proc filter on, one-message mode)
+# (name, ext_proc server: None | "godel" | "null", one-message mode)
 CONFIGS = (
-    ("envoy-only", False, False),
-    ("godel-2msg", True, False),
-    ("godel-1msg", True, True),
+    ("envoy-only", None, False),
+    ("null-2msg", "null", False),
+    ("godel-2msg", "godel", False),
+    ("null-1msg", "null", True),
+    ("godel-1msg", "godel", True),
 )
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -86,7 +90,7 @@ def envoy_config(
     godel_port: int,
     upstream_port: int,
     with_ext_proc: bool,
-    one_message: bool = False,
+    one_message: bool,
 ) -> Path:
     path = render_envoy_config(
         ROOT / "envoy" / "envoy.yaml",
@@ -143,66 +147,107 @@ def hey(port: int, body_file: Path, seconds: int, concurrency: int) -> dict[str,
     }
 
 
+def start_null(workdir: Path) -> tuple[Proc, int]:
+    port_file = workdir / "null-port.json"
+    proc = Proc(
+        "null-extproc",
+        [sys.executable, str(ROOT / "bench" / "null_extproc.py"), str(port_file)],
+        workdir / "null.log",
+    ).start()
+    deadline = time.monotonic() + 20
+    while not port_file.exists():
+        proc.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError("null ext_proc server did not start")
+        time.sleep(0.05)
+    return proc, int(json.loads(port_file.read_text())["grpc"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        choices=[c[0] for c in CONFIGS],
+        help="run only these configurations (envoy-only always runs as the anchor)",
+    )
     args = ap.parse_args()
+    wanted = {"envoy-only", *(args.only or (c[0] for c in CONFIGS))}
     if not shutil.which("hey"):
         raise SystemExit("bench: `hey` not found (make install)")
     work = Path(tempfile.mkdtemp(prefix="godel-bench-"))
     body = work / "body.json"
     body.write_bytes(chat_body())
-    godel, gport, _ = start_godel(
+    godel, godel_port, _ = start_godel(
         work,
         {"limiter": {"rate_per_second": 1e6, "capacity": 1e9}, "logging": {"level": "warning"}},
     )
+    null, null_port = start_null(work)
     upstream, up_port, _ = start_envoy(work, upstream_config(work))
+    servers = {"godel": (godel, godel_port), "null": (null, null_port)}
     rows: list[dict[str, Any]] = []
     try:
         for rnd in range(1, args.rounds + 1):
-            for name, with_ext, one in CONFIGS:
-                cfg = envoy_config(work, name, gport, up_port, with_ext, one)
+            for name, server, one in (c for c in CONFIGS if c[0] in wanted):
+                proc, port_ = servers[server] if server else (None, 1)
+                cfg = envoy_config(work, name, port_, up_port, server is not None, one)
                 envoy, port, _ = start_envoy(work, cfg)
                 try:
                     hey(port, body, 1, args.concurrency)  # warm-up
-                    cpu0 = cpu_seconds(godel.pid)
+                    cpu0 = cpu_seconds(proc.pid) if proc else 0.0
                     res = hey(port, body, args.seconds, args.concurrency)
-                    cpu = cpu_seconds(godel.pid) - cpu0
+                    cpu = cpu_seconds(proc.pid) - cpu0 if proc else 0.0
                 finally:
                     envoy.stop()
-                res["godel_cpu_us_per_req"] = cpu / res["requests"] * 1e6 if with_ext else 0.0
+                res["server_cpu_us_per_req"] = cpu / res["requests"] * 1e6
                 rows.append({"round": rnd, "config": name, **res})
     finally:
-        godel.stop()
-        upstream.stop()
-    print(
-        f"\n4 KiB JSON bodies, hey -c {args.concurrency} -z {args.seconds}s, "
-        f"Envoy --concurrency 1, {os.cpu_count()} cores\n"
-    )
-    print(
-        f"{'round':>5} {'config':<12} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'godel CPU/req':>14} {'non-200':>7}"
-    )
-    for r in rows:
-        cpu_text = f"{r['godel_cpu_us_per_req']:.0f} us" if r["config"] != "envoy-only" else "-"
-        print(
-            f"{r['round']:>5} {r['config']:<12} {r['rps']:>8.0f} {r['p50_ms']:>7.2f} "
-            f"{r['p99_ms']:>7.2f} {cpu_text:>14} {r['non_200']:>7}"
-        )
-    for rnd in range(1, args.rounds + 1):
-        base, *others = (r for r in rows if r["round"] == rnd)
-        for row in others:
-            print(
-                f"round {rnd} {row['config']}: throughput ratio vs envoy-only "
-                f"{row['rps'] / base['rps']:.2f}, "
-                f"added p50 {row['p50_ms'] - base['p50_ms']:.2f} ms, "
-                f"added p99 {row['p99_ms'] - base['p99_ms']:.2f} ms"
-            )
+        for proc in (godel, null, upstream):
+            proc.stop()
+    report(rows, args)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "extproc_overhead.json").write_text(json.dumps(rows, indent=2))
+
+
+def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print(
+        f"\n4 KiB JSON bodies, hey -c {args.concurrency} -z {args.seconds}s, "
+        f"Envoy --concurrency 1, {os.cpu_count()} cores"
+    )
+    print("server CPU/req = the ext_proc server's user+system CPU time / requests served\n")
+    print(
+        f"{'round':>5} {'config':<12} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'server CPU/req':>15} {'non-200':>7}"
+    )
+    for r in rows:
+        cpu = f"{r['server_cpu_us_per_req']:.0f} us" if r["config"] != "envoy-only" else "-"
+        print(
+            f"{r['round']:>5} {r['config']:<12} {r['rps']:>8.0f} {r['p50_ms']:>7.2f} "
+            f"{r['p99_ms']:>7.2f} {cpu:>15} {r['non_200']:>7}"
+        )
+    print()
+    for rnd in sorted({r["round"] for r in rows}):
+        by_name = {r["config"]: r for r in rows if r["round"] == rnd}
+        base = by_name["envoy-only"]
+        for name, row in by_name.items():
+            if name == "envoy-only":
+                continue
+            line = (
+                f"round {rnd} {name}: throughput ratio vs envoy-only "
+                f"{row['rps'] / base['rps']:.2f}, added p50 {row['p50_ms'] - base['p50_ms']:.2f} "
+                f"ms, added p99 {row['p99_ms'] - base['p99_ms']:.2f} ms"
+            )
+            null = by_name.get(name.replace("godel", "null"))
+            if name.startswith("godel") and null:
+                line += (
+                    f", CPU vs do-nothing server "
+                    f"{row['server_cpu_us_per_req'] / null['server_cpu_us_per_req']:.2f}x"
+                )
+            print(line)
 
 
 if __name__ == "__main__":

@@ -145,3 +145,26 @@ def test_one_message_mode_reads_identity_from_attributes() -> None:
 def test_garbage_bodies_get_an_answer(garbage: bytes) -> None:
     replies = run([headers(POST), body(garbage)])
     assert len(replies) == 2
+
+
+def test_unexpected_message_aborts_with_internal_so_envoy_applies_failure_mode() -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        run([pb.ProcessingRequest()])
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+
+
+def test_response_phases_pass_through() -> None:
+    replies = run(
+        [
+            headers(POST),
+            body(chat("hi")),
+            pb.ProcessingRequest(response_headers=pb.HttpHeaders()),
+            pb.ProcessingRequest(response_body=pb.HttpBody(body=b"x", end_of_stream=True)),
+        ]
+    )
+    assert [r.WhichOneof("response") for r in replies] == [
+        "request_headers",
+        "request_body",
+        "response_headers",
+        "response_body",
+    ]
