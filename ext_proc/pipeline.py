@@ -87,9 +87,12 @@ class Pipeline:
             return CLEAN
         verdict = self.policy.judge(findings)
         if verdict.decision == "redact":
-            new_body = redact(
-                body, verdict.to_redact, self.settings.policy.redaction, self.traps.scan
-            )
+            operator = self.settings.policy.redaction
+            new_body = redact(body, verdict.to_redact, operator, self.traps.scan)
+            if len(new_body) > self.max_body_bytes and operator != "mask":
+                # Labels are longer than most secrets; a body near the limit must not grow past
+                # it (Envoy would answer 413 for the mutated body). Masking keeps the length.
+                new_body = redact(body, verdict.to_redact, "mask", self.traps.scan)
             return Inspection(verdict, new_body)
         return Inspection(verdict)
 
@@ -105,6 +108,8 @@ class Pipeline:
         if body is not None and self.too_large(len(body)):
             return self.reject_too_large()
         inspection = self.inspect(body) if body else CLEAN
+        if inspection.body is not None and self.too_large(len(inspection.body)):
+            return self.reject_too_large()
         for judged in inspection.verdict.judged:
             self.metrics.count_findings(judged.finding.trap, judged.finding.category)
         if inspection.decision == "block":

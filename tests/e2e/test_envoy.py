@@ -283,3 +283,16 @@ def test_sigterm_drains_a_request_in_flight(tmp_path: Path) -> None:
         )
         assert s.godel.popen is not None
         assert s.godel.popen.wait(15) == 0
+
+
+def test_body_at_the_limit_is_scanned_whole_and_redaction_never_grows_it(stack: Stack) -> None:
+    """Exactly 4 MiB: with its gRPC framing the message exceeds grpcio's default 4 MiB receive
+    limit, so this fails unless Godel raises it. The secret sits at the very end; a label would
+    push the body over Envoy's buffer limit (413), so Godel masks it instead."""
+    tail = f" {FAKE_AWS_KEY}".encode()
+    payload = b"x" * (4 * 1024 * 1024 - len(tail)) + tail
+    status, headers, body = http("POST", f"{stack.url}/echo", payload, {"x-user-id": "huge"})
+    assert status == 200, body[:200]
+    assert len(body) == len(payload)
+    assert body.endswith(b" " + b"*" * len(FAKE_AWS_KEY))
+    assert headers["x-upstream-content-length"] == str(len(body))

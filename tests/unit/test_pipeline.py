@@ -99,3 +99,13 @@ def test_body_over_limit_is_too_large() -> None:
     p = build_pipeline(s, Metrics())
     outcome = asyncio.run(p.decide(RequestContext("r", "a"), b"x" * 2049))
     assert outcome.decision == "too_large"
+
+
+def test_redaction_near_the_limit_masks_instead_of_growing_the_body() -> None:
+    s = settings_from_mapping({"server": {"max_body_bytes": 2048}}, env={})
+    p = build_pipeline(s, Metrics())
+    body = b"x" * (2048 - 21) + b" " + FAKE_AWS_KEY.encode()
+    result = p.inspect(body)
+    assert result.body == b"x" * (2048 - 21) + b" " + b"*" * 20
+    small = p.inspect(b"key " + FAKE_AWS_KEY.encode())
+    assert small.body == b"key [REDACTED:aws-access-key-id]"
