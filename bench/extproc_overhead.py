@@ -63,7 +63,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def upstream_config(workdir: Path) -> Path:
-    """A second Envoy that answers 200 to everything: an upstream that costs next to nothing."""
+    """A second Envoy that answers 200 to everything: an upstream that costs next to nothing.
+
+    Its buffer filter reads the whole request body before the direct response. Without it the
+    upstream answers as soon as the headers arrive, and in one-message mode Envoy then cancels
+    the body's trip to the ext_proc server: the request would never be scanned and the bench
+    would flatter that mode.
+    """
     cfg = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
     cfg["admin"]["address"]["socket_address"]["port_value"] = 0
     cfg["static_resources"]["clusters"] = []
@@ -71,7 +77,16 @@ def upstream_config(workdir: Path) -> Path:
     listener["address"]["socket_address"]["port_value"] = 0
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     hcm.pop("access_log", None)
-    hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"].endswith("router")]
+    buffer = {
+        "name": "envoy.filters.http.buffer",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": 8 * 1024 * 1024,
+        },
+    }
+    hcm["http_filters"] = [buffer] + [
+        f for f in hcm["http_filters"] if f["name"].endswith("router")
+    ]
     for vh in hcm["route_config"]["virtual_hosts"]:
         vh["routes"] = [
             {

@@ -15,6 +15,7 @@ __all__ = [
     "RegexTrap",
     "RuleError",
     "TrapError",
+    "scan_all",
 ]
 
 __version__: Final[str]
@@ -99,3 +100,8 @@ class EntropyTrap:
     def base64_threshold(self) -> float: ...
     @property
     def alnum_threshold(self) -> float: ...
+
+def scan_all(
+    regex: RegexTrap, entropy: EntropyTrap | None, data: bytes
+) -> tuple[list[Finding], list[EntropyFinding]]:
+    """Run both traps over ``data`` in one release of the GIL."""

@@ -145,13 +145,14 @@ class TrapSet:
         return len(self._regex)
 
     def scan(self, data: bytes) -> list[Finding]:
-        """Run every trap over ``data``; findings are sorted by position."""
+        """Run every trap over ``data`` (one native call); findings are sorted by position."""
+        regex_hits, entropy_hits = native.scan_all(self._regex, self._entropy, data)
         found = [
             Finding("regex", f.rule_id, f.category, f.severity, f.weight, f.start, f.end)
-            for f in self._regex.scan(data)
+            for f in regex_hits
         ]
-        if self._entropy is not None:
-            found.extend(_entropy_findings(self._entropy.scan(data), found))
+        if entropy_hits:
+            found.extend(_entropy_findings(entropy_hits, found))
             found.sort(key=lambda f: (f.start, f.end))
         return found
 

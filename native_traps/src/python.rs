@@ -15,7 +15,7 @@ use pyo3::types::{PyDict, PyMapping, PyTuple, PyType};
 
 use crate::entropy::{Charset, EntropyFinding, EntropyThresholds, EntropyTrap};
 use crate::error::TrapError as CoreError;
-use crate::regex_trap::RegexTrap;
+use crate::regex_trap::{Finding, RegexTrap};
 use crate::rule::{RuleSpec, Severity, Validator};
 
 const MODULE: &str = "ext_proc._native_traps";
@@ -291,6 +291,24 @@ struct PyRegexTrap {
     categories: Vec<Arc<str>>,
 }
 
+impl PyRegexTrap {
+    fn wrap(&self, findings: Vec<Finding>) -> Vec<PyFinding> {
+        findings
+            .into_iter()
+            .map(|f| PyFinding {
+                rule_id: Arc::clone(&self.ids[f.rule_index]),
+                category: Arc::clone(&self.categories[f.rule_index]),
+                severity: self
+                    .trap
+                    .rule(f.rule_index)
+                    .map_or(Severity::Notice, |r| r.severity),
+                start: f.start,
+                end: f.end,
+            })
+            .collect()
+    }
+}
+
 #[pymethods]
 impl PyRegexTrap {
     #[new]
@@ -318,19 +336,7 @@ impl PyRegexTrap {
     /// Scan `data` with the GIL released; findings sorted by (start, end, rule order).
     fn scan(&self, py: Python<'_>, data: &[u8]) -> Vec<PyFinding> {
         let findings = py.detach(|| self.trap.scan(data));
-        findings
-            .into_iter()
-            .map(|f| PyFinding {
-                rule_id: Arc::clone(&self.ids[f.rule_index]),
-                category: Arc::clone(&self.categories[f.rule_index]),
-                severity: self
-                    .trap
-                    .rule(f.rule_index)
-                    .map_or(Severity::Notice, |r| r.severity),
-                start: f.start,
-                end: f.end,
-            })
-            .collect()
+        self.wrap(findings)
     }
 
     /// Rule ids in rule order.
@@ -475,6 +481,30 @@ impl PyEntropyTrap {
     }
 }
 
+/// Run a regex trap and, if given, an entropy trap over `data` in one release of the GIL.
+///
+/// One native call per body instead of two: each release and re-acquisition of the GIL can
+/// hand it to another thread (grpc's poller) and cost a context switch.
+#[pyfunction]
+fn scan_all(
+    py: Python<'_>,
+    regex: &Bound<'_, PyRegexTrap>,
+    entropy: Option<&Bound<'_, PyEntropyTrap>>,
+    data: &[u8],
+) -> (Vec<PyFinding>, Vec<PyEntropyFinding>) {
+    let regex = regex.get();
+    let entropy = entropy.map(Bound::get);
+    let (found, high) = py.detach(|| {
+        let found = regex.trap.scan(data);
+        let high = entropy.map(|e| e.trap.scan(data)).unwrap_or_default();
+        (found, high)
+    });
+    (
+        regex.wrap(found),
+        high.into_iter().map(PyEntropyFinding::from).collect(),
+    )
+}
+
 /// Native secret/PII traps for the Godel Guardrail `ext_proc` server.
 #[pymodule(gil_used = false)]
 fn _native_traps(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -488,5 +518,6 @@ fn _native_traps(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRegexTrap>()?;
     m.add_class::<PyEntropyFinding>()?;
     m.add_class::<PyEntropyTrap>()?;
+    m.add_function(wrap_pyfunction!(scan_all, m)?)?;
     Ok(())
 }
