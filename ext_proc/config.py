@@ -30,6 +30,7 @@ __all__ = [
     "LimiterSettings",
     "LoggingSettings",
     "PolicySettings",
+    "ResponseSettings",
     "ServerSettings",
     "Settings",
     "TrapSettings",
@@ -160,6 +161,33 @@ class PolicySettings(_Section):
     )
 
 
+class ResponseSettings(_Section):
+    enabled: bool = Field(
+        True,
+        description="Scan response bodies: JSON buffered, text/event-stream streamed. Needs "
+        "Envoy's response_header_mode SEND and allow_mode_override (see envoy/README.md).",
+    )
+    max_buffered_bytes: int = Field(
+        4 * MiB,
+        ge=1024,
+        le=64 * MiB,
+        description="Largest non-streamed response body to buffer and scan; larger or "
+        "unknown-length non-SSE responses pass unscanned (counted in metrics).",
+    )
+    sse_hold_chars: int = Field(
+        128,
+        ge=16,
+        le=65536,
+        description="Characters of a streamed response held back until more text arrives, so "
+        "a secret split across events is seen whole. Longest secret to catch across events.",
+    )
+    strip_accept_encoding: bool = Field(
+        True,
+        description="Remove accept-encoding from requests so upstreams answer uncompressed "
+        "and responses can be scanned (Envoy's decompressor before ext_proc hangs, envoy#21205).",
+    )
+
+
 class LimiterSettings(_Section):
     backend: Literal["local"] = Field(
         "local",
@@ -194,6 +222,9 @@ class Settings(_Section):
     )
     traps: TrapSettings = Field(default_factory=TrapSettings, description="Detectors.")
     policy: PolicySettings = Field(default_factory=PolicySettings, description="Policy.")
+    responses: ResponseSettings = Field(
+        default_factory=ResponseSettings, description="Response scanning."
+    )
     limiter: LimiterSettings = Field(default_factory=LimiterSettings, description="Rate limit.")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
 

@@ -3,11 +3,15 @@
 * ``POST /v1/chat/completions`` answers a chat completion whose assistant message is the last
   user message, verbatim; with ``"stream": true`` it streams the same text as server-sent events
   (``chat.completion.chunk`` objects, then ``data: [DONE]``).
+* Tests can script the reply: ``x-demo-reply`` replaces the echoed text, and
+  ``x-demo-chunk-chars: N`` streams it in pieces of N characters instead of word by word (so a
+  token can be split across events).
 * Any other request is echoed: the response body is the request body byte for byte.
 * ``GET /_upstream/stats`` reports how many requests reached the app (for tests and the demo).
 
-Every response carries ``x-upstream-body-bytes`` (bytes received) and, when the request had one,
-``x-upstream-content-length``, so a caller sees exactly what the app got after Godel.
+Every response carries ``x-upstream-body-bytes`` (bytes received), ``x-upstream-accept-encoding``
+and, when the request had one, ``x-upstream-content-length``, so a caller sees exactly what the
+app got after Godel.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def _trace_headers(request: web.Request, body: bytes) -> dict[str, str]:
     headers = {"x-upstream-body-bytes": str(len(body))}
     if "content-length" in request.headers:
         headers["x-upstream-content-length"] = request.headers["content-length"]
+    headers["x-upstream-accept-encoding"] = request.headers.get("accept-encoding", "-")
     return headers
 
 
@@ -60,7 +65,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             status=400,
             headers=trace,
         )
-    text = _last_user_text(payload)
+    text = request.headers.get("x-demo-reply") or _last_user_text(payload)
     ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if isinstance(payload, dict) and payload.get("stream") is True:
@@ -68,9 +73,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             headers={"content-type": "text/event-stream", "cache-control": "no-cache", **trace}
         )
         await resp.prepare(request)
-        words = text.split(" ")
-        for i, word in enumerate(words):
-            piece = word if i == 0 else " " + word
+        size = request.headers.get("x-demo-chunk-chars", "")
+        if size.isdigit() and int(size) > 0:
+            pieces = [text[i : i + int(size)] for i in range(0, len(text), int(size))]
+        else:
+            words = text.split(" ")
+            pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+        for piece in pieces:
             chunk = {
                 "id": ident,
                 "object": "chat.completion.chunk",

@@ -46,6 +46,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.responses = Counter(
+            "godel_responses",
+            "Responses seen, by how the body was scanned (buffered, streamed, unscanned) and "
+            "the decision (allow, redact).",
+            ["mode", "decision"],
+            registry=r,
+        )
         self.body_bytes = Histogram(
             "godel_request_body_bytes",
             "Size of request bodies inspected.",
@@ -68,6 +75,9 @@ class Metrics:
         for trap in TRAPS:
             for category in CATEGORIES:
                 self.findings.labels(trap, category)
+        for mode in ("buffered", "streamed", "unscanned"):
+            for decision in ("allow", "redact"):
+                self.responses.labels(mode, decision)
         for phase in PHASES:
             self.processing_seconds.labels(phase)
 

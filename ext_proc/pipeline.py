@@ -77,15 +77,18 @@ class Pipeline:
         """The view the traps scan. Today the raw bytes (malformed JSON is scanned as text)."""
         return body
 
-    def inspect(self, body: bytes) -> Inspection:
-        """Scan ``body`` and apply policy; redact if policy says so. Pure, no I/O."""
+    def inspect(self, body: bytes, *, response: bool = False) -> Inspection:
+        """Scan ``body`` and apply policy; redact if policy says so. Pure, no I/O.
+
+        ``response=True`` inspects a response body: blocking findings are redacted instead.
+        """
         if not body:
             return CLEAN
         view = self.normalise(body)
         findings = self.traps.scan(view)
         if not findings:
             return CLEAN
-        verdict = self.policy.judge(findings)
+        verdict = self.policy.judge(findings, response=response)
         if verdict.decision == "redact":
             operator = self.settings.policy.redaction
             new_body = redact(body, verdict.to_redact, operator, self.traps.scan)
@@ -95,6 +98,26 @@ class Pipeline:
                 new_body = redact(body, verdict.to_redact, "mask", self.traps.scan)
             return Inspection(verdict, new_body)
         return Inspection(verdict)
+
+    def redact_text(self, text: str) -> tuple[str, list[tuple[int, int]], int]:
+        """Redact a response text (an SSE stream's content so far).
+
+        Returns the redacted text, the character spans of the findings acted on in ``text``,
+        and their number. Used by :class:`ext_proc.stream.SseRedactor`.
+        """
+        data = text.encode("utf-8", "surrogatepass")
+        inspection = self.inspect(data, response=True)
+        acted = inspection.verdict.to_redact
+        if inspection.body is None or not acted:
+            return text, [], 0
+        spans = [
+            (
+                len(data[: f.start].decode("utf-8", "ignore")),
+                len(data[: f.end].decode("utf-8", "ignore")),
+            )
+            for f in acted
+        ]
+        return inspection.body.decode("utf-8", "replace"), spans, len(acted)
 
     def too_large(self, size: int) -> bool:
         return size > self.max_body_bytes

@@ -54,8 +54,14 @@ class Policy:
     def action_for(self, category: str) -> Action:
         return self._actions.get(category, self._default)
 
-    def judge(self, findings: Sequence[Finding]) -> Verdict:
-        judged = tuple(Judged(f, self.action_for(f.category)) for f in findings)
+    def _act(self, category: str, response: bool) -> Action:
+        action = self.action_for(category)
+        return Action.REDACT if response and action is Action.BLOCK else action
+
+    def judge(self, findings: Sequence[Finding], *, response: bool = False) -> Verdict:
+        """Decide for a request body, or (``response=True``) a response body, where ``block``
+        means ``redact``: a response that is already streaming cannot be refused."""
+        judged = tuple(Judged(f, self._act(f.category, response)) for f in findings)
         strongest = max((j.action for j in judged), key=_RANK.__getitem__, default=Action.ALLOW)
         decision = {Action.BLOCK: "block", Action.REDACT: "redact"}.get(strongest, "allow")
         return Verdict(decision, judged)

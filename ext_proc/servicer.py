@@ -22,10 +22,12 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from envoy.type.v3 import http_status_pb2
@@ -33,6 +35,7 @@ from envoy.type.v3 import http_status_pb2
 from ext_proc.config import IdentitySettings
 from ext_proc.metrics import Metrics
 from ext_proc.pipeline import Outcome, Pipeline, RequestContext
+from ext_proc.stream import SseRedactor
 
 __all__ = ["ExtProcServicer"]
 
@@ -46,7 +49,31 @@ _CONTINUE_RESPONSE_HEADERS = pb.ProcessingResponse(response_headers=pb.HeadersRe
 _CONTINUE_RESPONSE_BODY = pb.ProcessingResponse(response_body=pb.BodyResponse())
 _CONTINUE_REQUEST_TRAILERS = pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
 _CONTINUE_RESPONSE_TRAILERS = pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
-# Phases Godel does not inspect (yet) are answered with a plain CONTINUE.
+_STRIP_ACCEPT_ENCODING = pb.ProcessingResponse(
+    request_headers=pb.HeadersResponse(
+        response=pb.CommonResponse(
+            header_mutation=pb.HeaderMutation(remove_headers=["accept-encoding"])
+        )
+    )
+)
+# SSE: stream the body chunk by chunk; content-length would truncate a rewritten stream.
+_STREAM_RESPONSE = pb.ProcessingResponse(
+    response_headers=pb.HeadersResponse(
+        response=pb.CommonResponse(
+            header_mutation=pb.HeaderMutation(remove_headers=["content-length"])
+        )
+    ),
+    mode_override=processing_mode_pb2.ProcessingMode(
+        response_body_mode=processing_mode_pb2.ProcessingMode.STREAMED
+    ),
+)
+_BUFFER_RESPONSE = pb.ProcessingResponse(
+    response_headers=pb.HeadersResponse(),
+    mode_override=processing_mode_pb2.ProcessingMode(
+        response_body_mode=processing_mode_pb2.ProcessingMode.BUFFERED
+    ),
+)
+# Phases Godel does not inspect are answered with a plain CONTINUE.
 _PASS_THROUGH = {
     "response_headers": _CONTINUE_RESPONSE_HEADERS,
     "response_body": _CONTINUE_RESPONSE_BODY,
@@ -101,6 +128,18 @@ def _source_host(address: str) -> str:
     return host if sep and host.count(":") == 0 else address
 
 
+@dataclass(slots=True)
+class _Stream:
+    """What one ext_proc stream (one HTTP request and its response) remembers."""
+
+    ctx: RequestContext | None = None
+    sse: SseRedactor | None = None
+
+
+def _rid(st: _Stream) -> str:
+    return st.ctx.request_id if st.ctx else "-"
+
+
 class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     def __init__(self, pipeline: Pipeline, identity: IdentitySettings, metrics: Metrics) -> None:
         self.pipeline = pipeline
@@ -109,6 +148,10 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         self.metrics = metrics
         self._headers_seconds = metrics.processing_seconds.labels("request_headers")
         self._body_seconds = metrics.processing_seconds.labels("request_body")
+        self.responses = pipeline.settings.responses
+        self.strip_accept_encoding = self.responses.enabled and (
+            self.responses.strip_accept_encoding
+        )
 
     # -- context ---------------------------------------------------------------------------
     def _context(self, headers: dict[str, str] | None, attrs: dict[str, Any]) -> RequestContext:
@@ -190,35 +233,92 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         return _CONTINUE_BODY if phase == "request_body" else _CONTINUE_HEADERS
 
     # -- the stream ------------------------------------------------------------------------
-    async def _handle(
-        self, req: pb.ProcessingRequest, ctx: RequestContext | None
-    ) -> tuple[pb.ProcessingResponse, RequestContext | None]:
-        """One message in, one reply out (plus the request's context once known)."""
+    async def _handle(self, req: pb.ProcessingRequest, st: _Stream) -> pb.ProcessingResponse:
+        """One message in, one reply out; ``st`` carries the stream's state."""
         kind = req.WhichOneof("request")
         if kind == "request_headers":
             started = time.perf_counter()
-            ctx = self._context(self._headers(req.request_headers), _attributes(req))
+            headers = self._headers(req.request_headers)
+            ctx = st.ctx = self._context(headers, _attributes(req))
             if ctx.content_length is not None and self.pipeline.too_large(ctx.content_length):
                 reply = self._reply(ctx, self.pipeline.reject_too_large(), kind)
             elif req.request_headers.end_of_stream:
                 reply = self._reply(ctx, await self.pipeline.decide(ctx, None), kind)
+            elif self.strip_accept_encoding and "accept-encoding" in headers:
+                reply = _STRIP_ACCEPT_ENCODING
             else:
                 reply = _CONTINUE_HEADERS
             self._headers_seconds.observe(time.perf_counter() - started)
-            return reply, ctx
+            return reply
         if kind == "request_body":
             started = time.perf_counter()
-            if ctx is None:  # one-message mode: no headers phase, context from attributes
-                ctx = self._context(None, _attributes(req))
+            if st.ctx is None:  # one-message mode: no headers phase, context from attributes
+                st.ctx = self._context(None, _attributes(req))
             body = req.request_body.body
             self.metrics.body_bytes.observe(len(body))
-            reply = self._reply(ctx, await self.pipeline.decide(ctx, body), kind)
+            reply = self._reply(st.ctx, await self.pipeline.decide(st.ctx, body), kind)
             self._body_seconds.observe(time.perf_counter() - started)
-            return reply, ctx
+            return reply
+        if kind == "response_headers":
+            return self._on_response_headers(req.response_headers, st)
+        if kind == "response_body":
+            return self._on_response_body(req.response_body, st)
         passthrough = _PASS_THROUGH.get(kind or "")
         if passthrough is None:
             raise ValueError(f"unexpected ext_proc message kind {kind!r}")
-        return passthrough, ctx
+        return passthrough
+
+    # -- responses -------------------------------------------------------------------------
+    def _on_response_headers(self, msg: pb.HttpHeaders, st: _Stream) -> pb.ProcessingResponse:
+        """Pick how the response body is seen: streamed (SSE), buffered (JSON/text) or not."""
+        cfg = self.responses
+        if not cfg.enabled or msg.end_of_stream:
+            return _CONTINUE_RESPONSE_HEADERS
+        headers = self._headers(msg)
+        ctype = headers.get("content-type", "").lower()
+        encoding = headers.get("content-encoding", "identity").lower()
+        if encoding != "identity":
+            self.metrics.responses.labels("unscanned", "allow").inc()
+            return _CONTINUE_RESPONSE_HEADERS
+        if ctype.startswith("text/event-stream"):
+            st.sse = SseRedactor(self.pipeline.redact_text, hold=cfg.sse_hold_chars)
+            return _STREAM_RESPONSE
+        length = headers.get("content-length", "")
+        scannable = "json" in ctype or ctype.startswith("text/")
+        if scannable and length.isdigit() and int(length) <= cfg.max_buffered_bytes:
+            return _BUFFER_RESPONSE
+        self.metrics.responses.labels("unscanned", "allow").inc()
+        return _CONTINUE_RESPONSE_HEADERS
+
+    def _on_response_body(self, msg: pb.HttpBody, st: _Stream) -> pb.ProcessingResponse:
+        if st.sse is not None:
+            before = st.sse.findings
+            out = st.sse.feed(msg.body, msg.end_of_stream)
+            if msg.end_of_stream:
+                decision = "redact" if st.sse.findings else "allow"
+                self.metrics.responses.labels("streamed", decision).inc()
+            elif st.sse.findings > before:
+                log.info("redacted streamed response request_id=%s", _rid(st))
+            return pb.ProcessingResponse(
+                response_body=pb.BodyResponse(
+                    response=pb.CommonResponse(body_mutation=pb.BodyMutation(body=out))
+                )
+            )
+        inspection = self.pipeline.inspect(msg.body, response=True)
+        self.metrics.responses.labels("buffered", inspection.decision).inc()
+        if inspection.body is None:
+            return _CONTINUE_RESPONSE_BODY
+        log.info("redacted response request_id=%s", _rid(st))
+        return pb.ProcessingResponse(
+            response_body=pb.BodyResponse(
+                response=pb.CommonResponse(
+                    header_mutation=pb.HeaderMutation(
+                        set_headers=[_header("content-length", str(len(inspection.body)))]
+                    ),
+                    body_mutation=pb.BodyMutation(body=inspection.body),
+                )
+            )
+        )
 
     async def Process(
         self,
@@ -227,20 +327,20 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     ) -> None:
         # Explicit read/write rather than an async generator: measured about 15% less CPU
         # per message in grpc.aio (bench/README.md).
-        ctx: RequestContext | None = None
+        st = _Stream()
         self.metrics.streams_active.inc()
         try:
             while True:
                 req = await context.read()
                 if req is grpc.aio.EOF:  # type: ignore[attr-defined]
                     return
-                reply, ctx = await self._handle(req, ctx)
+                reply = await self._handle(req, st)
                 await context.write(reply)
                 if reply.HasField("immediate_response"):
                     return  # Envoy sends nothing more on this stream
         except Exception:
             self.metrics.requests.labels("error").inc()
-            log.exception("processing failed request_id=%s", ctx.request_id if ctx else "-")
+            log.exception("processing failed request_id=%s", _rid(st))
             await context.abort(grpc.StatusCode.INTERNAL, "godel: internal error")
         finally:
             self.metrics.streams_active.dec()

@@ -296,3 +296,49 @@ def test_body_at_the_limit_is_scanned_whole_and_redaction_never_grows_it(stack: 
     assert len(body) == len(payload)
     assert body.endswith(b" " + b"*" * len(FAKE_AWS_KEY))
     assert headers["x-upstream-content-length"] == str(len(body))
+
+
+def test_streamed_response_secret_split_across_events_is_redacted_in_flight(stack: Stack) -> None:
+    reply = f"Sure, the deploy key is {FAKE_AWS_KEY} and the region is eu-west-1."
+    status, headers, body = http(
+        "POST",
+        f"{stack.url}/v1/chat/completions",
+        chat("what is the deploy key?", stream=True),
+        {**JSON, "x-user-id": "sse-leak", "x-demo-reply": reply, "x-demo-chunk-chars": "7"},
+    )
+    assert status == 200
+    assert headers["content-type"].startswith("text/event-stream")
+    events = [line[6:] for line in body.decode().splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    docs = [json.loads(e) for e in events[:-1]]
+    text = "".join(d["choices"][0]["delta"].get("content", "") for d in docs)
+    assert text == reply.replace(FAKE_AWS_KEY, "[REDACTED:aws-access-key-id]")
+    assert FAKE_AWS_KEY[:7] not in body.decode()
+    assert docs[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_buffered_json_response_is_redacted_with_content_length(stack: Stack) -> None:
+    reply = "Contact me at jane.doe@bank.example for the card 4111 1111 1111 1111."
+    status, headers, body = http(
+        "POST",
+        f"{stack.url}/v1/chat/completions",
+        chat("who do I contact?"),
+        {**JSON, "x-user-id": "json-leak", "x-demo-reply": reply},
+    )
+    assert status == 200
+    content = json.loads(body)["choices"][0]["message"]["content"]
+    assert content == (
+        "Contact me at [REDACTED:email-address] for the card [REDACTED:payment-card-number]."
+    )
+    assert headers["content-length"] == str(len(body))
+
+
+def test_accept_encoding_is_stripped_so_responses_stay_scannable(stack: Stack) -> None:
+    status, headers, _ = http(
+        "POST",
+        f"{stack.url}/echo",
+        b"{}",
+        {**JSON, "x-user-id": "gz", "accept-encoding": "gzip, br"},
+    )
+    assert status == 200
+    assert headers["x-upstream-accept-encoding"] == "-"
