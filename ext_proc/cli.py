@@ -60,7 +60,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     settings = load_config(args.config)
     _configure_logging(settings)
-    asyncio.run(serve(settings, Path(args.port_file) if args.port_file else None))
+    asyncio.run(
+        serve(
+            settings,
+            Path(args.port_file) if args.port_file else None,
+            Path(args.config) if args.config else None,
+        )
+    )
     return EXIT_OK
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "LoggingSettings",
     "PolicySettings",
     "ResponseSettings",
+    "RouteRule",
     "ServerSettings",
     "Settings",
     "TrapSettings",
@@ -140,6 +141,38 @@ class TrapSettings(_Section):
     )
 
 
+class RouteRule(_Section):
+    name: str = Field(
+        ..., pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", description="Route name (logs, reloads)."
+    )
+    path_prefix: str = Field(
+        "/", pattern=r"^/", description="Requests whose path starts with this prefix match."
+    )
+    header_name: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9!#$%&'*+.^_`|~-]+$",
+        description="If set, the request must also carry this header (lowercase name)...",
+    )
+    header_value: str | None = Field(
+        None, description="...with exactly this value (any value when unset)."
+    )
+    actions: dict[str, Action] = Field(
+        default_factory=dict,
+        description="Per-category actions for this route, merged over policy.actions.",
+    )
+    shadow: bool | None = Field(
+        None, description="Observe-only for this route (unset: the global policy.shadow)."
+    )
+
+    def matches(self, path: str, headers: Mapping[str, str]) -> bool:
+        if not path.startswith(self.path_prefix):
+            return False
+        if self.header_name is None:
+            return True
+        value = headers.get(self.header_name)
+        return value is not None and (self.header_value is None or value == self.header_value)
+
+
 class PolicySettings(_Section):
     actions: dict[str, Action] = Field(
         default_factory=lambda: {
@@ -158,6 +191,16 @@ class PolicySettings(_Section):
         "label",
         description="How redacted spans are replaced: 'label' writes [REDACTED:<rule-id>], "
         "'mask' writes asterisks of the same length.",
+    )
+    shadow: bool = Field(
+        False,
+        description="Observe-only: findings and the decision that would have been taken are "
+        "logged and counted (godel_shadow_decisions_total), but every request passes unchanged.",
+    )
+    routes: tuple[RouteRule, ...] = Field(
+        (),
+        description="Per-route policies, first match wins (path prefix, optional header); "
+        "requests matching none use the policy above. Fields: see policy.routes[] below.",
     )
 
 

@@ -46,6 +46,18 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.shadow_decisions = Counter(
+            "godel_shadow_decisions",
+            "Decisions shadow mode computed but did not enforce, by decision.",
+            ["decision"],
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "godel_config_reloads",
+            "Policy and rule reloads (SIGHUP or POST /reload), by result (ok, error).",
+            ["result"],
+            registry=r,
+        )
         self.responses = Counter(
             "godel_responses",
             "Responses seen, by how the body was scanned (buffered, streamed, unscanned) and "
@@ -75,6 +87,10 @@ class Metrics:
         for trap in TRAPS:
             for category in CATEGORIES:
                 self.findings.labels(trap, category)
+        for decision in ("allow", "redact", "block"):
+            self.shadow_decisions.labels(decision)
+        for result in ("ok", "error"):
+            self.config_reloads.labels(result)
         for mode in ("buffered", "streamed", "unscanned"):
             for decision in ("allow", "redact"):
                 self.responses.labels(mode, decision)

@@ -13,7 +13,7 @@ from ext_proc.config import Settings
 from ext_proc.limiter import Limiter, LimitVerdict
 from ext_proc.metrics import Metrics
 from ext_proc.mutate import redact
-from ext_proc.policy import Policy, Verdict
+from ext_proc.policy import Policy, RoutePolicy, Verdict
 from ext_proc.traps import TrapSet
 
 __all__ = ["Inspection", "Outcome", "Pipeline", "RequestContext"]
@@ -28,6 +28,7 @@ class RequestContext:
     method: str = ""
     path: str = ""
     content_length: int | None = None
+    route: RoutePolicy | None = None  # None: the global policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +78,22 @@ class Pipeline:
         """The view the traps scan. Today the raw bytes (malformed JSON is scanned as text)."""
         return body
 
-    def inspect(self, body: bytes, *, response: bool = False) -> Inspection:
-        """Scan ``body`` and apply policy; redact if policy says so. Pure, no I/O.
+    def reload(self, settings: Settings, traps: TrapSet) -> None:
+        """Swap in new traps and policy. Requests already past their scan keep what they had;
+        the swap is two reference assignments on the event loop, so no request sees a mix."""
+        self.settings = settings
+        self.traps = traps
+        self.policy = Policy(settings.policy)
+        self.max_body_bytes = settings.server.max_body_bytes
+
+    def inspect(
+        self, body: bytes, *, response: bool = False, route: RoutePolicy | None = None
+    ) -> Inspection:
+        """Scan ``body`` and apply the route's policy; redact if it says so. Pure, no I/O.
 
         ``response=True`` inspects a response body: blocking findings are redacted instead.
+        The returned inspection reflects policy even in shadow mode; enforcement is decided
+        by :meth:`decide`.
         """
         if not body:
             return CLEAN
@@ -88,7 +101,7 @@ class Pipeline:
         findings = self.traps.scan(view)
         if not findings:
             return CLEAN
-        verdict = self.policy.judge(findings, response=response)
+        verdict = self.policy.judge(findings, route, response=response)
         if verdict.decision == "redact":
             operator = self.settings.policy.redaction
             new_body = redact(body, verdict.to_redact, operator, self.traps.scan)
@@ -99,16 +112,18 @@ class Pipeline:
             return Inspection(verdict, new_body)
         return Inspection(verdict)
 
-    def redact_text(self, text: str) -> tuple[str, list[tuple[int, int]], int]:
+    def redact_text(
+        self, text: str, route: RoutePolicy | None = None
+    ) -> tuple[str, list[tuple[int, int]], int]:
         """Redact a response text (an SSE stream's content so far).
 
         Returns the redacted text, the character spans of the findings acted on in ``text``,
         and their number. Used by :class:`ext_proc.stream.SseRedactor`.
         """
         data = text.encode("utf-8", "surrogatepass")
-        inspection = self.inspect(data, response=True)
+        inspection = self.inspect(data, response=True, route=route)
         acted = inspection.verdict.to_redact
-        if inspection.body is None or not acted:
+        if inspection.body is None or not acted or inspection.verdict.shadow:
             return text, [], 0
         spans = [
             (
@@ -130,18 +145,24 @@ class Pipeline:
         """Inspect the body (if any), charge the caller's bucket, and pick the answer."""
         if body is not None and self.too_large(len(body)):
             return self.reject_too_large()
-        inspection = self.inspect(body) if body else CLEAN
-        if inspection.body is not None and self.too_large(len(inspection.body)):
-            return self.reject_too_large()
+        inspection = self.inspect(body, route=ctx.route) if body else CLEAN
         for judged in inspection.verdict.judged:
             self.metrics.count_findings(judged.finding.trap, judged.finding.category)
-        if inspection.decision == "block":
+        enforce = not inspection.verdict.shadow
+        if not enforce and inspection.verdict.judged:
+            # Shadow mode: count what would have happened, change nothing.
+            self.metrics.shadow_decisions.labels(inspection.decision).inc()
+            inspection = Inspection(inspection.verdict)
+        if inspection.body is not None and self.too_large(len(inspection.body)):
+            return self.reject_too_large()
+        if enforce and inspection.decision == "block":
             rules = tuple(inspection.verdict.blocking_rules)
             return self._count(Outcome("block", inspection, rules=rules))
         limit = await self.limiter.check(ctx.identity, 1.0)
         if not limit.allowed:
             return self._count(Outcome("throttle", inspection, limit))
-        return self._count(Outcome(inspection.decision, inspection, limit))
+        decision = inspection.decision if enforce else "allow"
+        return self._count(Outcome(decision, inspection, limit))
 
     def _count(self, outcome: Outcome) -> Outcome:
         self.metrics.requests.labels(outcome.decision).inc()

@@ -9,10 +9,12 @@ server close and the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -21,7 +23,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from ext_proc.admin import build_admin_app
-from ext_proc.config import Settings
+from ext_proc.config import Settings, load_config
+from ext_proc.errors import GodelError
 from ext_proc.limiter import make_limiter
 from ext_proc.metrics import Metrics
 from ext_proc.pipeline import Pipeline
@@ -51,12 +54,50 @@ def _split(address: str) -> tuple[str, int]:
 class GodelServer:
     """One process's servers. ``start()`` builds the pipeline and binds; ``stop()`` drains."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        config_path: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
+        self.config_path = config_path
         self.grpc_port = 0
         self.admin_port = 0
         self._stopping = False
+        self._reload_lock = asyncio.Lock()
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config file; swap in its rule packs and policy (SIGHUP, POST /reload).
+
+        Everything is built before anything is swapped, so a bad file changes nothing and
+        raises :class:`GodelError` naming the key. Settings that need new sockets or a new
+        limiter (server, identity, limiter) keep their running values until a restart.
+        """
+        async with self._reload_lock:
+            try:
+                new = load_config(self.config_path)
+                # Compiling a large rule set takes a moment; keep the event loop serving.
+                traps = await asyncio.to_thread(TrapSet.from_settings, new.traps)
+            except GodelError:
+                self.metrics.config_reloads.labels("error").inc()
+                log.exception("reload failed; keeping the running config")
+                raise
+            kept = [
+                name
+                for name in ("server", "identity", "limiter")
+                if getattr(new, name) != getattr(self.settings, name)
+            ]
+            merged = new.model_copy(update={name: getattr(self.settings, name) for name in kept})
+            self.pipeline.reload(merged, traps)
+            self.settings = merged
+            self.metrics.rules_loaded.set(len(traps))
+            self.metrics.config_reloads.labels("ok").inc()
+            if kept:
+                log.warning("reload: %s changed and take effect on restart", ", ".join(kept))
+            log.info("reloaded rules=%d routes=%d", len(traps), len(new.policy.routes))
+            return {"rules": len(traps), "routes": len(new.policy.routes), "restart_needed": kept}
 
     async def readiness(self) -> str | None:
         if self._stopping:
@@ -88,7 +129,7 @@ class GodelServer:
         await self.grpc.start()
 
         self.admin_runner = web.AppRunner(
-            build_admin_app(self.metrics, self.readiness), access_log=None
+            build_admin_app(self.metrics, self.readiness, self.reload), access_log=None
         )
         await self.admin_runner.setup()
         host, port = _split(s.admin_address)
@@ -130,13 +171,20 @@ class GodelServer:
         log.info("shutdown complete")
 
 
-async def serve(settings: Settings, port_file: Path | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then drain and return.
+async def _reload_quietly(server: GodelServer) -> None:
+    with contextlib.suppress(GodelError):  # already logged and counted by reload()
+        await server.reload()
+
+
+async def serve(
+    settings: Settings, port_file: Path | None = None, config_path: Path | None = None
+) -> None:
+    """Run until SIGTERM or SIGINT, then drain and return; SIGHUP reloads ``config_path``.
 
     ``port_file`` receives ``{"grpc": port, "admin": port}`` once both servers listen (useful
     with port 0); it is written atomically.
     """
-    server = GodelServer(settings)
+    server = GodelServer(settings, config_path=config_path)
     await server.start()
     if port_file is not None:
         tmp = port_file.with_suffix(port_file.suffix + ".tmp")
@@ -146,5 +194,13 @@ async def serve(settings: Settings, port_file: Path | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[Any]] = set()
+
+    def on_sighup() -> None:
+        task = loop.create_task(_reload_quietly(server))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await stop.wait()
     await server.stop()

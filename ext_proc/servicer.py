@@ -17,6 +17,7 @@ An unexpected error aborts the stream with INTERNAL, so Envoy applies its config
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -163,12 +164,14 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             identity = f"ip:{_source_host(source)}" if source else "anonymous"
         request_id = headers.get("x-request-id") or attrs.get("request.id") or uuid.uuid4().hex
         length = headers.get("content-length")
+        path = headers.get(":path") or str(attrs.get("request.path", ""))
         return RequestContext(
             request_id=str(request_id),
             identity=str(identity)[: self.identity_max],
             method=headers.get(":method") or str(attrs.get("request.method", "")),
-            path=headers.get(":path") or str(attrs.get("request.path", "")),
+            path=path,
             content_length=int(length) if length and length.isdigit() else None,
+            route=self.pipeline.policy.route_for(path, headers),
         )
 
     @staticmethod
@@ -281,7 +284,10 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             self.metrics.responses.labels("unscanned", "allow").inc()
             return _CONTINUE_RESPONSE_HEADERS
         if ctype.startswith("text/event-stream"):
-            st.sse = SseRedactor(self.pipeline.redact_text, hold=cfg.sse_hold_chars)
+            route = st.ctx.route if st.ctx else None
+            st.sse = SseRedactor(
+                functools.partial(self.pipeline.redact_text, route=route), hold=cfg.sse_hold_chars
+            )
             return _STREAM_RESPONSE
         length = headers.get("content-length", "")
         scannable = "json" in ctype or ctype.startswith("text/")
@@ -304,7 +310,11 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                     response=pb.CommonResponse(body_mutation=pb.BodyMutation(body=out))
                 )
             )
-        inspection = self.pipeline.inspect(msg.body, response=True)
+        route = st.ctx.route if st.ctx else None
+        inspection = self.pipeline.inspect(msg.body, response=True, route=route)
+        if inspection.verdict.shadow:
+            self.metrics.responses.labels("buffered", "allow").inc()
+            return _CONTINUE_RESPONSE_BODY
         self.metrics.responses.labels("buffered", inspection.decision).inc()
         if inspection.body is None:
             return _CONTINUE_RESPONSE_BODY

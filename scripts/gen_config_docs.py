@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ext_proc.config import ENV_PREFIX, Settings
+from ext_proc.config import ENV_PREFIX, RouteRule, Settings
 
 HEADER = """# Configuration
 
@@ -61,6 +61,14 @@ def render() -> str:
         assert isinstance(ann, type)
         assert issubclass(ann, BaseModel)
         _section(ann, [name], out)
+    out.append("\n## `policy.routes[]` (each entry)\n")
+    out.append("| key | default | meaning |")
+    out.append("|---|---|---|")
+    for name, field in RouteRule.model_fields.items():
+        default = "required" if field.is_required() else _default(
+            field.get_default(call_default_factory=True)
+        )
+        out.append(f"| `{name}` | {default} | {field.description} |")
     return "\n".join(out) + "\n"
 
 
