@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ext_proc.errors import ConfigError
 
@@ -174,6 +181,12 @@ class RouteRule(_Section):
 
 
 class PolicySettings(_Section):
+    @model_validator(mode="after")
+    def _hash_needs_key(self) -> PolicySettings:
+        if self.redaction == "hash" and self.hash_key_file is None:
+            raise ValueError("redaction 'hash' needs policy.hash_key_file")
+        return self
+
     actions: dict[str, Action] = Field(
         default_factory=lambda: {
             "secret": Action.REDACT,
@@ -187,10 +200,16 @@ class PolicySettings(_Section):
     default_action: Action = Field(
         Action.LOG, description="Action for a category not listed in 'actions'."
     )
-    redaction: Literal["label", "mask"] = Field(
+    redaction: Literal["label", "mask", "hash"] = Field(
         "label",
         description="How redacted spans are replaced: 'label' writes [REDACTED:<rule-id>], "
-        "'mask' writes asterisks of the same length.",
+        "'mask' asterisks of the same length, 'hash' [HASH:<rule-id>:<16 hex>], a keyed "
+        "pseudonym (HMAC-SHA256) under the key in hash_key_file.",
+    )
+    hash_key_file: Path | None = Field(
+        None,
+        description="File holding the redaction key (at least 32 bytes) for redaction: hash, "
+        "e.g. mounted by Vault Agent or the CSI secrets driver. Read at start and on reload.",
     )
     shadow: bool = Field(
         False,

@@ -5,20 +5,51 @@ client sent. Replacement text contains only characters that are safe inside a JS
 span crossed JSON structure (a quote or an escape) and the splice broke a body that was valid
 JSON, the body is redacted value by value instead: each string is rescanned and rewritten, and
 the document is re-serialised.
+
+Operators: ``label`` writes ``[REDACTED:<rule>]``; ``mask`` writes asterisks of the same byte
+length; ``hash`` writes ``[HASH:<rule>:<16 hex>]``, a keyed pseudonym (HMAC-SHA256 under the
+redaction key) so the same secret gives the same token across requests without revealing it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
+from ext_proc.keys import SecretBytes
 from ext_proc.traps import Finding
 
-__all__ = ["RedactionOperator", "is_json", "redact"]
+__all__ = ["RedactionOperator", "Redactor", "is_json", "redact", "splice"]
 
-RedactionOperator = Literal["label", "mask"]
+RedactionOperator = Literal["label", "mask", "hash"]
 Scanner = Callable[[bytes], Sequence[Finding]]
+
+
+@dataclass(frozen=True, slots=True)
+class Redactor:
+    operator: RedactionOperator = "label"
+    key: SecretBytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.operator == "hash" and self.key is None:
+            raise ValueError("the hash operator needs a key")
+
+    def replacement(self, finding: Finding, original: bytes) -> bytes:
+        if self.operator == "mask":
+            return b"*" * max(len(original), 1)
+        if self.operator == "hash":
+            assert self.key is not None
+            digest = hmac.new(self.key.reveal(), original, hashlib.sha256).hexdigest()[:16]
+            return f"[HASH:{finding.rule}:{digest}]".encode("ascii")
+        return f"[REDACTED:{finding.rule}]".encode("ascii")
+
+    def masking(self) -> Redactor:
+        """The length-preserving variant (used when a body must not grow)."""
+        return Redactor("mask")
 
 
 def is_json(body: bytes) -> bool:
@@ -33,13 +64,7 @@ def is_json(body: bytes) -> bool:
     return True
 
 
-def _replacement(finding: Finding, length: int, operator: RedactionOperator) -> bytes:
-    if operator == "mask":
-        return b"*" * max(length, 1)
-    return f"[REDACTED:{finding.rule}]".encode("ascii")
-
-
-def splice(body: bytes, findings: Sequence[Finding], operator: RedactionOperator) -> bytes:
+def splice(body: bytes, findings: Sequence[Finding], redactor: Redactor) -> bytes:
     """Replace each span (overlapping spans merged; the first finding names the label)."""
     if not findings:
         return body
@@ -54,45 +79,44 @@ def splice(body: bytes, findings: Sequence[Finding], operator: RedactionOperator
         while i < len(ordered) and ordered[i].start < end:
             end = max(end, ordered[i].end)
             i += 1
-        if start < pos:  # defensive: never emit bytes twice
-            start = pos
+        start = max(start, pos)  # defensive: never emit bytes twice
         parts.append(body[pos:start])
-        parts.append(_replacement(first, end - start, operator))
+        parts.append(redactor.replacement(first, body[start:end]))
         pos = end
     parts.append(body[pos:])
     return b"".join(parts)
 
 
-def _redact_value(value: object, scan: Scanner, wanted: set[str], op: RedactionOperator) -> object:
+def _redact_value(value: object, scan: Scanner, wanted: set[str], redactor: Redactor) -> object:
     if isinstance(value, str):
         raw = value.encode("utf-8", "surrogatepass")
         hits = [f for f in scan(raw) if f.rule in wanted]
         if not hits:
             return value
-        return splice(raw, hits, op).decode("utf-8", "surrogatepass")
+        return splice(raw, hits, redactor).decode("utf-8", "surrogatepass")
     if isinstance(value, list):
-        return [_redact_value(v, scan, wanted, op) for v in value]
+        return [_redact_value(v, scan, wanted, redactor) for v in value]
     if isinstance(value, dict):
-        return {k: _redact_value(v, scan, wanted, op) for k, v in value.items()}
+        return {k: _redact_value(v, scan, wanted, redactor) for k, v in value.items()}
     return value
 
 
 def redact(
     body: bytes,
     findings: Sequence[Finding],
-    operator: RedactionOperator,
+    redactor: Redactor,
     scan: Scanner,
 ) -> bytes:
     """Redact ``findings`` from ``body``; a JSON body stays valid JSON.
 
     ``scan`` is used only on the fallback path, to find the same rules inside each JSON string.
     """
-    out = splice(body, findings, operator)
+    out = splice(body, findings, redactor)
     if not is_json(body) or is_json(out):
         return out
     wanted = {f.rule for f in findings}
     doc = json.loads(body)
-    fixed = _redact_value(doc, scan, wanted, operator)
+    fixed = _redact_value(doc, scan, wanted, redactor)
     return json.dumps(fixed, ensure_ascii=False, separators=(",", ":")).encode(
         "utf-8", "surrogatepass"
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ext_proc.config import Settings
 from ext_proc.limiter import Limiter, LimitVerdict
 from ext_proc.metrics import Metrics
-from ext_proc.mutate import redact
+from ext_proc.mutate import Redactor, redact
 from ext_proc.policy import Policy, RoutePolicy, Verdict
 from ext_proc.traps import TrapSet
 
@@ -65,11 +65,17 @@ class Outcome:
 
 class Pipeline:
     def __init__(
-        self, settings: Settings, traps: TrapSet, limiter: Limiter, metrics: Metrics
+        self,
+        settings: Settings,
+        traps: TrapSet,
+        limiter: Limiter,
+        metrics: Metrics,
+        redactor: Redactor | None = None,
     ) -> None:
         self.settings = settings
         self.traps = traps
         self.policy = Policy(settings.policy)
+        self.redactor = redactor or Redactor(settings.policy.redaction)
         self.limiter = limiter
         self.metrics = metrics
         self.max_body_bytes = settings.server.max_body_bytes
@@ -78,12 +84,13 @@ class Pipeline:
         """The view the traps scan. Today the raw bytes (malformed JSON is scanned as text)."""
         return body
 
-    def reload(self, settings: Settings, traps: TrapSet) -> None:
+    def reload(self, settings: Settings, traps: TrapSet, redactor: Redactor) -> None:
         """Swap in new traps and policy. Requests already past their scan keep what they had;
         the swap is two reference assignments on the event loop, so no request sees a mix."""
         self.settings = settings
         self.traps = traps
         self.policy = Policy(settings.policy)
+        self.redactor = redactor
         self.max_body_bytes = settings.server.max_body_bytes
 
     def inspect(
@@ -103,12 +110,11 @@ class Pipeline:
             return CLEAN
         verdict = self.policy.judge(findings, route, response=response)
         if verdict.decision == "redact":
-            operator = self.settings.policy.redaction
-            new_body = redact(body, verdict.to_redact, operator, self.traps.scan)
-            if len(new_body) > self.max_body_bytes and operator != "mask":
+            new_body = redact(body, verdict.to_redact, self.redactor, self.traps.scan)
+            if len(new_body) > self.max_body_bytes and self.redactor.operator != "mask":
                 # Labels are longer than most secrets; a body near the limit must not grow past
                 # it (Envoy would answer 413 for the mutated body). Masking keeps the length.
-                new_body = redact(body, verdict.to_redact, "mask", self.traps.scan)
+                new_body = redact(body, verdict.to_redact, self.redactor.masking(), self.traps.scan)
             return Inspection(verdict, new_body)
         return Inspection(verdict)
 

@@ -25,13 +25,15 @@ from grpc_health.v1._async import HealthServicer
 from ext_proc.admin import build_admin_app
 from ext_proc.config import Settings, load_config
 from ext_proc.errors import GodelError
+from ext_proc.keys import read_key_file
 from ext_proc.limiter import make_limiter
 from ext_proc.metrics import Metrics
+from ext_proc.mutate import Redactor
 from ext_proc.pipeline import Pipeline
 from ext_proc.servicer import ExtProcServicer
 from ext_proc.traps import TrapSet
 
-__all__ = ["GodelServer", "build_pipeline", "serve"]
+__all__ = ["GodelServer", "build_pipeline", "build_redactor", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +42,20 @@ EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
 GRPC_MESSAGE_HEADROOM = 1024 * 1024
 
 
+def build_redactor(settings: Settings) -> Redactor:
+    """The redaction operator, with its key read from the key file when it needs one."""
+    policy = settings.policy
+    key = None
+    if policy.redaction == "hash" and policy.hash_key_file is not None:
+        key = read_key_file(policy.hash_key_file, "policy.hash_key_file")
+    return Redactor(policy.redaction, key)
+
+
 def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
     traps = TrapSet.from_settings(settings.traps)
     metrics.rules_loaded.set(len(traps))
-    return Pipeline(settings, traps, make_limiter(settings.limiter), metrics)
+    limiter = make_limiter(settings.limiter)
+    return Pipeline(settings, traps, limiter, metrics, build_redactor(settings))
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -80,6 +92,7 @@ class GodelServer:
                 new = load_config(self.config_path)
                 # Compiling a large rule set takes a moment; keep the event loop serving.
                 traps = await asyncio.to_thread(TrapSet.from_settings, new.traps)
+                redactor = build_redactor(new)
             except GodelError:
                 self.metrics.config_reloads.labels("error").inc()
                 log.exception("reload failed; keeping the running config")
@@ -90,7 +103,7 @@ class GodelServer:
                 if getattr(new, name) != getattr(self.settings, name)
             ]
             merged = new.model_copy(update={name: getattr(self.settings, name) for name in kept})
-            self.pipeline.reload(merged, traps)
+            self.pipeline.reload(merged, traps, redactor)
             self.settings = merged
             self.metrics.rules_loaded.set(len(traps))
             self.metrics.config_reloads.labels("ok").inc()
