@@ -90,7 +90,11 @@ def _parse(raw: bytes) -> _Event:
 def _with_content(template: dict[str, Any], text: str) -> bytes:
     doc = json.loads(json.dumps(template))
     doc["choices"][0].setdefault("delta", {})["content"] = text
-    return b"data: " + json.dumps(doc, ensure_ascii=False).encode() + _SEP
+    try:
+        payload = json.dumps(doc, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate sent as a \ud800 escape: keep it escaped
+        payload = json.dumps(doc).encode()
+    return b"data: " + payload + _SEP
 
 
 @dataclass
