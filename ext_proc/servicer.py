@@ -247,10 +247,11 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 reply = self._reply(ctx, self.pipeline.reject_too_large(), kind)
             elif req.request_headers.end_of_stream:
                 reply = self._reply(ctx, await self.pipeline.decide(ctx, None), kind)
-            elif self.strip_accept_encoding and "accept-encoding" in headers:
-                reply = _STRIP_ACCEPT_ENCODING
             else:
                 reply = _CONTINUE_HEADERS
+            if reply is _CONTINUE_HEADERS and self.strip_accept_encoding:
+                if "accept-encoding" in headers:
+                    reply = _STRIP_ACCEPT_ENCODING
             self._headers_seconds.observe(time.perf_counter() - started)
             return reply
         if kind == "request_body":

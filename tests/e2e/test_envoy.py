@@ -415,3 +415,11 @@ def test_shadow_route_through_envoy_passes_everything(tmp_path: Path) -> None:
         assert http("POST", f"{s.url}/echo", payload, JSON)[0] == 403
         _, _, metrics = http("GET", f"http://127.0.0.1:{s.godel_admin_port}/metrics")
         assert b'godel_shadow_decisions_total{decision="block"} 1.0' in metrics
+
+
+def test_bodyless_requests_also_lose_accept_encoding(stack: Stack) -> None:
+    status, headers, _ = http(
+        "GET", f"{stack.url}/anything", None, {"x-user-id": "gz-get", "accept-encoding": "gzip"}
+    )
+    assert status == 200
+    assert headers["x-upstream-accept-encoding"] == "-"
