@@ -249,9 +249,9 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 reply = self._reply(ctx, await self.pipeline.decide(ctx, None), kind)
             else:
                 reply = _CONTINUE_HEADERS
-            if reply is _CONTINUE_HEADERS and self.strip_accept_encoding:
-                if "accept-encoding" in headers:
-                    reply = _STRIP_ACCEPT_ENCODING
+            strip = self.strip_accept_encoding and "accept-encoding" in headers
+            if reply is _CONTINUE_HEADERS and strip:
+                reply = _STRIP_ACCEPT_ENCODING
             self._headers_seconds.observe(time.perf_counter() - started)
             return reply
         if kind == "request_body":
