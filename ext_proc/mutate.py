@@ -64,20 +64,35 @@ def is_json(body: bytes) -> bool:
     return True
 
 
+def _char_bounds(body: bytes, start: int, end: int) -> tuple[int, int]:
+    """Widen a byte span to whole UTF-8 characters, so redaction never splits one."""
+    while 0 < start < len(body) and 0x80 <= body[start] < 0xC0:
+        start -= 1
+    while 0 < end < len(body) and 0x80 <= body[end] < 0xC0:
+        end += 1
+    return start, end
+
+
 def splice(body: bytes, findings: Sequence[Finding], redactor: Redactor) -> bytes:
-    """Replace each span (overlapping spans merged; the first finding names the label)."""
+    """Replace each span (overlapping spans merged; the first finding names the label).
+
+    Spans are widened to whole UTF-8 characters first: a byte-level pattern may end inside a
+    multi-byte character, and cutting one would leave invalid UTF-8 behind.
+    """
     if not findings:
         return body
-    ordered = sorted(findings, key=lambda f: (f.start, -f.end))
+    spans = sorted(
+        ((*_char_bounds(body, f.start, f.end), f) for f in findings),
+        key=lambda s: (s[0], -s[1]),
+    )
     parts: list[bytes] = []
     pos = 0
     i = 0
-    while i < len(ordered):
-        first = ordered[i]
-        start, end = first.start, first.end
+    while i < len(spans):
+        start, end, first = spans[i]
         i += 1
-        while i < len(ordered) and ordered[i].start < end:
-            end = max(end, ordered[i].end)
+        while i < len(spans) and spans[i][0] < end:
+            end = max(end, spans[i][1])
             i += 1
         start = max(start, pos)  # defensive: never emit bytes twice
         parts.append(body[pos:start])

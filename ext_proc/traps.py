@@ -8,6 +8,7 @@ one list of :class:`Finding` with byte spans into the scanned bytes. Native erro
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -30,6 +31,8 @@ _NATIVE_KEYS = (
     "keywords",
     "validator",
     "case_insensitive",
+    "min_entropy",
+    "stopwords",
 )
 _DOC_KEYS = ("description", "examples")
 ENTROPY_CATEGORY = "entropy"
@@ -160,10 +163,22 @@ class TrapSet:
 def _entropy_findings(
     hits: Iterable[native.EntropyFinding], regex_found: Sequence[Finding]
 ) -> list[Finding]:
-    """Entropy hits that overlap no regex finding (a named secret beats 'random')."""
+    """Entropy hits that overlap no regex finding (a named secret beats 'random').
+
+    Linear after sorting: regex spans are merged into disjoint intervals and each hit is
+    looked up by bisection, so a body full of findings costs no quadratic work.
+    """
+    merged: list[list[int]] = []
+    for f in sorted(regex_found, key=lambda f: f.start):
+        if merged and f.start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], f.end)
+        else:
+            merged.append([f.start, f.end])
+    starts = [m[0] for m in merged]
     out = []
     for hit in hits:
-        if any(f.start < hit.end and hit.start < f.end for f in regex_found):
+        i = bisect.bisect_left(starts, hit.end) - 1  # last interval starting before hit.end
+        if i >= 0 and merged[i][1] > hit.start:
             continue
         out.append(
             Finding(

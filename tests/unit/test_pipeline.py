@@ -109,3 +109,13 @@ def test_redaction_near_the_limit_masks_instead_of_growing_the_body() -> None:
     assert result.body == b"x" * (2048 - 21) + b" " + b"*" * 20
     small = p.inspect(b"key " + FAKE_AWS_KEY.encode())
     assert small.body == b"key [REDACTED:aws-access-key-id]"
+
+
+def test_splice_never_cuts_a_utf8_character() -> None:
+    from ext_proc.mutate import Redactor, splice
+    from ext_proc.traps import Finding
+
+    body = "key=ＡＫＩＡ end".encode()  # fullwidth letters: 3 bytes each
+    cut = Finding("regex", "r", "secret", "critical", 5, 5, 9)  # from inside Ａ into Ｋ
+    out = splice(body, [cut], Redactor("label"))
+    assert out.decode() == "key=[REDACTED:r]ＩＡ end"
