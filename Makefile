@@ -63,6 +63,10 @@ envoy-validate: ## validate every Envoy config with the pinned Envoy
 docs: ## regenerate docs/configuration.md from the settings models
 	$(PY) scripts/gen_config_docs.py > docs/configuration.md
 
+.PHONY: eval
+eval: install ## detection quality: precision, recall, evasions on generated corpora (docs/detection.md)
+	$(PY) eval/run.py --check
+
 .PHONY: bench
 bench: install ## end-to-end benchmark: Envoy with and without Godel, plus cargo bench
 	$(PY) bench/extproc_overhead.py

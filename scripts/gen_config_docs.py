@@ -65,8 +65,10 @@ def render() -> str:
     out.append("| key | default | meaning |")
     out.append("|---|---|---|")
     for name, field in RouteRule.model_fields.items():
-        default = "required" if field.is_required() else _default(
-            field.get_default(call_default_factory=True)
+        default = (
+            "required"
+            if field.is_required()
+            else _default(field.get_default(call_default_factory=True))
         )
         out.append(f"| `{name}` | {default} | {field.description} |")
     return "\n".join(out) + "\n"
