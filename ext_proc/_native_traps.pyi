@@ -8,13 +8,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, final
 
 __all__ = [
+    "DecodeError",
     "EntropyFinding",
     "EntropyTrap",
     "Finding",
+    "Normalizer",
     "ParameterError",
     "RegexTrap",
     "RuleError",
+    "ScanResult",
     "TrapError",
+    "ViewEntropyFinding",
+    "ViewFinding",
+    "decompress",
     "scan_all",
 ]
 
@@ -54,8 +60,12 @@ class RegexTrap:
 
     Each rule mapping has the keys ``id``, ``category``, ``severity``,
     ``pattern`` and optionally ``keywords`` (``list[str]``), ``validator``
-    (``"luhn"`` or ``None``) and ``case_insensitive`` (``bool``). Unknown keys
-    raise :class:`RuleError`.
+    (``"luhn"``, ``"iban"``, ``"us_ssn"``, ``"iin_card"``, ``"e164"``,
+    ``"ipv4"``, ``"ipv6"`` or ``None``), ``case_insensitive`` (``bool``),
+    ``min_entropy`` (``float``, bits per byte in (0, 8]: a match whose reported
+    span has less Shannon entropy is dropped) and ``stopwords``
+    (``list[str]``: a match whose reported span contains one, ASCII
+    case-insensitively, is dropped). Unknown keys raise :class:`RuleError`.
     """
 
     def __new__(cls, rules: Sequence[Mapping[str, Any]]) -> RegexTrap: ...
@@ -81,14 +91,18 @@ class EntropyFinding:
 
 @final
 class EntropyTrap:
-    """Shannon-entropy detector for random-looking tokens (starter thresholds)."""
+    """Shannon-entropy detector for random-looking tokens.
+
+    A token is flagged when its entropy reaches ``min(cap, factor * E[H](length, charset))``;
+    the thresholds are the caps for long tokens (docs/entropy-calibration.md).
+    """
 
     def __new__(
         cls,
         min_length: int = 20,
-        hex_threshold: float = 3.0,
-        base64_threshold: float = 4.5,
-        alnum_threshold: float = 4.0,
+        hex_threshold: float = 3.6,
+        base64_threshold: float = 4.9,
+        alnum_threshold: float = 4.9,
     ) -> EntropyTrap: ...
     def scan(self, data: bytes) -> list[EntropyFinding]:
         """Findings in input order; the GIL is released."""
@@ -105,3 +119,101 @@ def scan_all(
     regex: RegexTrap, entropy: EntropyTrap | None, data: bytes
 ) -> tuple[list[Finding], list[EntropyFinding]]:
     """Run both traps over ``data`` in one release of the GIL."""
+
+# --- Normalised views (native_traps/src/normalize, py_normalize.rs) ---
+
+class DecodeError(TrapError):
+    """A body could not be decoded: corrupt data, unknown encoding, or a
+    size/ratio bound exceeded."""
+
+@final
+class ViewFinding:
+    """One regex-rule match found in some view, as offsets into the original bytes."""
+
+    @property
+    def rule_id(self) -> str: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def severity(self) -> str:
+        """``"critical"``, ``"error"``, ``"warning"`` or ``"notice"``."""
+    @property
+    def weight(self) -> int:
+        """Anomaly-score weight of the severity: 5, 4, 3 or 2."""
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+    @property
+    def view(self) -> str:
+        """``raw``, ``json``, ``percent``, ``canonical``, ``tags``, ``leet``, ``decoded1``, ..."""
+
+@final
+class ViewEntropyFinding:
+    """One high-entropy token from the raw or a decoded view, in original offsets."""
+
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+    @property
+    def bits_per_char(self) -> float: ...
+    @property
+    def charset(self) -> str:
+        """``"hex"``, ``"base64"`` or ``"alnum"``."""
+    @property
+    def view(self) -> str: ...
+
+@final
+class ScanResult:
+    """Findings of one :meth:`Normalizer.scan`."""
+
+    @property
+    def findings(self) -> list[ViewFinding]:
+        """Sorted by (start, end); one per rule id and original span."""
+    @property
+    def entropy(self) -> list[ViewEntropyFinding]:
+        """Sorted by (start, end); one per original span."""
+    @property
+    def limits_hit(self) -> list[str]:
+        """Bounds that stopped normalisation: ``decoded_bytes``, ``depth``, ``expansion``."""
+
+@final
+class Normalizer:
+    """Builds normalised views of a body and scans them in one native call."""
+
+    def __new__(
+        cls,
+        max_depth: int = 2,
+        max_decoded_bytes: int = 1048576,
+        min_blob_len: int = 16,
+        max_decompressed_bytes: int = 16777216,
+        max_ratio: float = 100.0,
+    ) -> Normalizer: ...
+    def views(self, data: bytes) -> list[tuple[str, bytes]]:
+        """Every view as (name, bytes), raw first (tests and debugging)."""
+    def scan(
+        self,
+        regex: RegexTrap,
+        leet: RegexTrap | None,
+        entropy: EntropyTrap | None,
+        data: bytes,
+    ) -> ScanResult:
+        """Normalise ``data`` and run the traps over its views; the GIL is released once."""
+    def decompress(self, data: bytes, encoding: str) -> bytes:
+        """Decompress within this normaliser's bounds; raises :class:`DecodeError`."""
+    @property
+    def max_depth(self) -> int: ...
+    @property
+    def max_decoded_bytes(self) -> int: ...
+    @property
+    def min_blob_len(self) -> int: ...
+    @property
+    def max_decompressed_bytes(self) -> int: ...
+    @property
+    def max_ratio(self) -> float: ...
+
+def decompress(
+    data: bytes, encoding: str, max_bytes: int = 16777216, max_ratio: float = 100.0
+) -> bytes:
+    """Decompress a gzip/deflate/br body; raises :class:`DecodeError` past a bound."""

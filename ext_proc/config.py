@@ -36,6 +36,7 @@ __all__ = [
     "IdentitySettings",
     "LimiterSettings",
     "LoggingSettings",
+    "NormalizeSettings",
     "PolicySettings",
     "ResponseSettings",
     "RouteRule",
@@ -123,28 +124,73 @@ class EntropySettings(_Section):
         20, ge=8, le=1024, description="Shortest token the entropy trap considers."
     )
     hex_threshold: float = Field(
-        3.0, gt=0, le=4, description="Bits per character above which a hex token is flagged."
+        3.6,
+        gt=0,
+        le=4,
+        description="Ceiling (bits/char) for long hex tokens; shorter tokens use a "
+        "length-aware threshold (docs/entropy-calibration.md).",
     )
     base64_threshold: float = Field(
-        4.5, gt=0, le=6, description="Bits per character above which a base64 token is flagged."
+        4.9,
+        gt=0,
+        le=6,
+        description="Ceiling (bits/char) for long base64 tokens; shorter tokens use a "
+        "length-aware threshold.",
     )
     alnum_threshold: float = Field(
-        4.0,
+        4.9,
         gt=0,
         le=5.96,
-        description="Bits per character above which an alphanumeric token is flagged.",
+        description="Ceiling (bits/char) for long alphanumeric tokens; shorter tokens use a "
+        "length-aware threshold.",
+    )
+
+
+class NormalizeSettings(_Section):
+    enabled: bool = Field(
+        True,
+        description="Scan normalised views too: JSON string values, percent-decoded, Unicode "
+        "canonical (NFKC, invisible characters removed, homoglyphs folded), leetspeak "
+        "(injection rules only) and decoded base64/hex blobs. Spans map to the original bytes.",
+    )
+    max_depth: int = Field(2, ge=0, le=8, description="Nesting depth of base64/hex decoding.")
+    max_decoded_bytes: int = Field(
+        1 * MiB,
+        ge=0,
+        le=64 * MiB,
+        description="Most decoded blob bytes per body; beyond it decoding stops and the "
+        "finding normalize-limit-decoded_bytes (category limits) is reported.",
+    )
+    min_blob_len: int = Field(
+        16, ge=8, le=4096, description="Shortest base64/hex run that is decoded."
+    )
+    max_decompressed_bytes: int = Field(
+        16 * MiB,
+        ge=1024,
+        le=256 * MiB,
+        description="Largest decompressed size of a gzip/deflate/br request body; beyond it "
+        "the request is blocked (rule undecodable-body) rather than passed unscanned.",
+    )
+    max_ratio: float = Field(
+        100.0,
+        gt=1,
+        le=10_000,
+        description="Largest decompression ratio accepted (a zip bomb exceeds it).",
     )
 
 
 class TrapSettings(_Section):
     rule_packs: tuple[str, ...] = Field(
-        ("builtin:starter",),
+        ("builtin:secrets", "builtin:pii", "builtin:injection"),
         min_length=1,
         description="Rule packs to compile: 'builtin:<name>' for packs shipped with Godel, or a "
         "path to a YAML rule file.",
     )
     entropy: EntropySettings = Field(
         default_factory=EntropySettings, description="Entropy trap settings."
+    )
+    normalize: NormalizeSettings = Field(
+        default_factory=NormalizeSettings, description="Normalisation against evasion."
     )
 
 
@@ -193,6 +239,7 @@ class PolicySettings(_Section):
             "pii": Action.REDACT,
             "injection": Action.BLOCK,
             "entropy": Action.LOG,
+            "limits": Action.LOG,
         },
         description="Action per finding category: block, redact, log or allow. The strongest "
         "action among a request's findings wins (block > redact > log > allow).",

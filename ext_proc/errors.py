@@ -5,6 +5,7 @@
     GodelError                      root of everything Godel raises on purpose
     ├── ConfigError                 a setting is missing, malformed or out of range (names the key)
     ├── RulePackError               a rule pack cannot be read or compiled (names the file and rule)
+    ├── BodyDecodeError             a Content-Encoding body is corrupt or exceeds a decode bound
     └── LimiterError                the limiter backend cannot give a verdict
 
 Native failures surface as ``ext_proc._native_traps.TrapError`` (with ``RuleError`` and
@@ -14,7 +15,7 @@ at load time, so callers only ever catch the classes above.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "GodelError", "LimiterError", "RulePackError"]
+__all__ = ["BodyDecodeError", "ConfigError", "GodelError", "LimiterError", "RulePackError"]
 
 
 class GodelError(Exception):
@@ -27,6 +28,10 @@ class ConfigError(GodelError):
 
 class RulePackError(GodelError):
     """A rule pack could not be loaded or compiled. The message names the source and rule id."""
+
+
+class BodyDecodeError(GodelError):
+    """A compressed body could not be decoded within the configured bounds."""
 
 
 class LimiterError(GodelError):

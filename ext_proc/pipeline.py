@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ext_proc.config import Settings
+from ext_proc.errors import BodyDecodeError
 from ext_proc.limiter import Limiter, LimitVerdict
 from ext_proc.metrics import Metrics
 from ext_proc.mutate import Redactor, redact
@@ -17,6 +18,9 @@ from ext_proc.policy import Policy, RoutePolicy, Verdict
 from ext_proc.traps import TrapSet
 
 __all__ = ["Inspection", "Outcome", "Pipeline", "RequestContext"]
+
+DECODABLE = frozenset({"gzip", "x-gzip", "deflate", "br"})
+UNDECODABLE_RULE = "undecodable-body"
 
 
 @dataclass(slots=True)
@@ -29,6 +33,7 @@ class RequestContext:
     path: str = ""
     content_length: int | None = None
     route: RoutePolicy | None = None  # None: the global policy
+    content_encoding: str = ""  # of the request body: "", gzip, deflate, br
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,7 @@ class Outcome:
     inspection: Inspection = CLEAN
     limit: LimitVerdict | None = None
     rules: tuple[str, ...] = field(default=())
+    decoded: bool = False  # the body was decompressed; a mutation sends it uncompressed
 
     @property
     def body(self) -> bytes | None:
@@ -151,6 +157,16 @@ class Pipeline:
         """Inspect the body (if any), charge the caller's bucket, and pick the answer."""
         if body is not None and self.too_large(len(body)):
             return self.reject_too_large()
+        decoded = False
+        if body and ctx.content_encoding in DECODABLE:
+            try:
+                body = self.traps.decompress(body, ctx.content_encoding)
+            except BodyDecodeError:
+                # Not inspectable means not passed: a corrupt body or a zip bomb is refused.
+                return self._count(Outcome("block", rules=(UNDECODABLE_RULE,)))
+            decoded = True
+            if self.too_large(len(body)):
+                return self.reject_too_large()
         inspection = self.inspect(body, route=ctx.route) if body else CLEAN
         for judged in inspection.verdict.judged:
             self.metrics.count_findings(judged.finding.trap, judged.finding.category)
@@ -168,7 +184,7 @@ class Pipeline:
         if not limit.allowed:
             return self._count(Outcome("throttle", inspection, limit))
         decision = inspection.decision if enforce else "allow"
-        return self._count(Outcome(decision, inspection, limit))
+        return self._count(Outcome(decision, inspection, limit, decoded=decoded))
 
     def _count(self, outcome: Outcome) -> Outcome:
         self.metrics.requests.labels(outcome.decision).inc()

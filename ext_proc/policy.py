@@ -53,7 +53,12 @@ class Verdict:
 
     @property
     def to_redact(self) -> list[Finding]:
-        return [j.finding for j in self.judged if j.action is Action.REDACT]
+        # Zero-width findings (a normalisation bound hit) mark the body, not a span.
+        return [
+            j.finding
+            for j in self.judged
+            if j.action is Action.REDACT and j.finding.end > j.finding.start
+        ]
 
     @property
     def blocking_rules(self) -> list[str]:

@@ -172,6 +172,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             path=path,
             content_length=int(length) if length and length.isdigit() else None,
             route=self.pipeline.policy.route_for(path, headers),
+            content_encoding=headers.get("content-encoding", "").strip().lower(),
         )
 
     @staticmethod
@@ -227,7 +228,9 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 request_body=pb.BodyResponse(
                     response=pb.CommonResponse(
                         header_mutation=pb.HeaderMutation(
-                            set_headers=[_header("content-length", str(len(outcome.body)))]
+                            set_headers=[_header("content-length", str(len(outcome.body)))],
+                            # A decompressed body goes on uncompressed.
+                            remove_headers=["content-encoding"] if outcome.decoded else [],
                         ),
                         body_mutation=pb.BodyMutation(body=outcome.body),
                     )

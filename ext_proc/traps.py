@@ -19,7 +19,7 @@ import yaml
 
 from ext_proc import _native_traps as native
 from ext_proc.config import TrapSettings
-from ext_proc.errors import RulePackError
+from ext_proc.errors import BodyDecodeError, RulePackError
 
 __all__ = ["Finding", "RulePack", "TrapSet", "load_rule_pack"]
 
@@ -36,6 +36,8 @@ _NATIVE_KEYS = (
 )
 _DOC_KEYS = ("description", "examples")
 ENTROPY_CATEGORY = "entropy"
+LIMITS_CATEGORY = "limits"
+LEET_CATEGORY = "injection"
 ENTROPY_SEVERITY = "notice"
 ENTROPY_WEIGHT = 2
 
@@ -134,6 +136,23 @@ class TrapSet:
                 )
             except native.TrapError as exc:
                 raise RulePackError(f"traps.entropy: {exc}") from None
+        norm = settings.normalize
+        self._normalizer: native.Normalizer | None = None
+        self._leet: native.RegexTrap | None = None
+        if norm.enabled:
+            self._normalizer = native.Normalizer(
+                max_depth=norm.max_depth,
+                max_decoded_bytes=norm.max_decoded_bytes,
+                min_blob_len=norm.min_blob_len,
+                max_decompressed_bytes=norm.max_decompressed_bytes,
+                max_ratio=norm.max_ratio,
+            )
+            # The leetspeak view folds digits into letters: only injection phrases are looked
+            # for there (a secret's digits are not leetspeak).
+            injection = [r for r in rules if r.get("category") == LEET_CATEGORY]
+            if injection:
+                self._leet = native.RegexTrap(injection)
+        self._decompress_limits = (norm.max_decompressed_bytes, norm.max_ratio)
         self.packs = tuple(packs)
 
     @classmethod
@@ -147,13 +166,40 @@ class TrapSet:
     def __len__(self) -> int:
         return len(self._regex)
 
+    def decompress(self, data: bytes, encoding: str) -> bytes:
+        """Decode a Content-Encoding (gzip, deflate, br) within the configured bounds.
+
+        Raises :class:`BodyDecodeError` on corrupt data or a bound exceeded (zip bombs).
+        """
+        max_bytes, max_ratio = self._decompress_limits
+        try:
+            return native.decompress(data, encoding, max_bytes=max_bytes, max_ratio=max_ratio)
+        except native.TrapError as exc:
+            raise BodyDecodeError(str(exc)) from None
+
     def scan(self, data: bytes) -> list[Finding]:
-        """Run every trap over ``data`` (one native call); findings are sorted by position."""
-        regex_hits, entropy_hits = native.scan_all(self._regex, self._entropy, data)
+        """Run every trap over ``data`` and its normalised views (one native call).
+
+        Findings are sorted by position; spans are offsets into ``data`` even when the match
+        was made in a decoded or folded view. A normalisation bound that was hit is reported
+        as a zero-width finding of category ``limits`` (rule ``normalize-limit-<bound>``).
+        """
+        regex_hits: Sequence[native.Finding | native.ViewFinding]
+        entropy_hits: Sequence[native.EntropyFinding | native.ViewEntropyFinding]
+        if self._normalizer is None:
+            regex_hits, entropy_hits = native.scan_all(self._regex, self._entropy, data)
+            limits: list[str] = []
+        else:
+            result = self._normalizer.scan(self._regex, self._leet, self._entropy, data)
+            regex_hits, entropy_hits, limits = result.findings, result.entropy, result.limits_hit
         found = [
             Finding("regex", f.rule_id, f.category, f.severity, f.weight, f.start, f.end)
             for f in regex_hits
         ]
+        found.extend(
+            Finding("normalize", f"normalize-limit-{name}", LIMITS_CATEGORY, "warning", 3, 0, 0)
+            for name in limits
+        )
         if entropy_hits:
             found.extend(_entropy_findings(entropy_hits, found))
             found.sort(key=lambda f: (f.start, f.end))
@@ -161,7 +207,8 @@ class TrapSet:
 
 
 def _entropy_findings(
-    hits: Iterable[native.EntropyFinding], regex_found: Sequence[Finding]
+    hits: Iterable[native.EntropyFinding | native.ViewEntropyFinding],
+    regex_found: Sequence[Finding],
 ) -> list[Finding]:
     """Entropy hits that overlap no regex finding (a named secret beats 'random').
 

@@ -12,9 +12,12 @@
 
 pub mod entropy;
 pub mod error;
+pub mod normalize;
 pub mod regex_trap;
 pub mod rule;
 
+#[cfg(feature = "python")]
+mod py_normalize;
 #[cfg(feature = "python")]
 mod python;
 

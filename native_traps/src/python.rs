@@ -129,7 +129,7 @@ impl PyFinding {
 }
 
 /// Keys accepted in a rule mapping.
-const RULE_KEYS: [&str; 7] = [
+const RULE_KEYS: [&str; 9] = [
     "id",
     "category",
     "severity",
@@ -137,6 +137,8 @@ const RULE_KEYS: [&str; 7] = [
     "keywords",
     "validator",
     "case_insensitive",
+    "min_entropy",
+    "stopwords",
 ];
 
 /// Values of one rule mapping, by key; `None` for absent keys and for keys
@@ -272,6 +274,34 @@ fn build_spec(
         })?,
     };
 
+    let min_entropy = match raw.get("min_entropy") {
+        None => None,
+        Some(value) => {
+            let bits = if value.is_instance_of::<pyo3::types::PyBool>() {
+                None
+            } else {
+                value.extract::<f64>().ok()
+            };
+            Some(bits.ok_or_else(|| {
+                CoreError::invalid_rule(
+                    &id,
+                    "min_entropy",
+                    format!("expected float, got {}", describe_type(value)),
+                )
+            })?)
+        }
+    };
+    let stopwords = match raw.get("stopwords") {
+        None => Vec::new(),
+        Some(value) => value.extract::<Vec<String>>().map_err(|_| {
+            CoreError::invalid_rule(
+                &id,
+                "stopwords",
+                format!("expected a list of str, got {}", describe_type(value)),
+            )
+        })?,
+    };
+
     Ok(RuleSpec {
         id,
         category,
@@ -280,13 +310,15 @@ fn build_spec(
         keywords,
         validator,
         case_insensitive,
+        min_entropy,
+        stopwords,
     })
 }
 
 /// Compiled regex rules with an Aho-Corasick keyword prefilter.
 #[pyclass(frozen, name = "RegexTrap", module = "ext_proc._native_traps")]
-struct PyRegexTrap {
-    trap: RegexTrap,
+pub(crate) struct PyRegexTrap {
+    pub(crate) trap: RegexTrap,
     ids: Vec<Arc<str>>,
     categories: Vec<Arc<str>>,
 }
@@ -408,10 +440,10 @@ impl PyEntropyFinding {
     }
 }
 
-/// Shannon-entropy detector for random-looking tokens (starter thresholds).
+/// Shannon-entropy detector for random-looking tokens (calibrated: docs/entropy-calibration.md).
 #[pyclass(frozen, name = "EntropyTrap", module = "ext_proc._native_traps")]
-struct PyEntropyTrap {
-    trap: EntropyTrap,
+pub(crate) struct PyEntropyTrap {
+    pub(crate) trap: EntropyTrap,
 }
 
 #[pymethods]
@@ -419,7 +451,7 @@ impl PyEntropyTrap {
     // Keep these literals equal to `EntropyTrap::default()`; the Python stub
     // and `__text_signature__` show them.
     #[new]
-    #[pyo3(signature = (min_length=20, hex_threshold=3.0, base64_threshold=4.5, alnum_threshold=4.0))]
+    #[pyo3(signature = (min_length=20, hex_threshold=3.6, base64_threshold=4.9, alnum_threshold=4.9))]
     fn new(
         py: Python<'_>,
         min_length: i64,
@@ -519,5 +551,6 @@ fn _native_traps(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEntropyFinding>()?;
     m.add_class::<PyEntropyTrap>()?;
     m.add_function(wrap_pyfunction!(scan_all, m)?)?;
+    crate::py_normalize::register(m)?;
     Ok(())
 }

@@ -279,7 +279,7 @@ fn other_malformed_rules_name_their_field() {
         assert_eq!(err.field(), field, "{spec:?}: {err}");
         assert!(matches!(err, TrapError::InvalidRule { .. }), "{err}");
     }
-    let err = "iban"
+    let err = "crc32"
         .parse::<Validator>()
         .unwrap_err()
         .into_rule_error("r");

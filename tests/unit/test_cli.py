@@ -48,7 +48,7 @@ def test_scan_json_finding_is_exit_1_with_contract_fields(tmp_path: Path) -> Non
     assert set(finding) == FINDING_KEYS
     assert finding == {
         "trap": "regex",
-        "rule": "aws-access-key-id",
+        "rule": "aws-access-key",
         "category": "secret",
         "start": 4,
         "end": 24,

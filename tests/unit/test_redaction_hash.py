@@ -37,7 +37,7 @@ def test_same_secret_same_pseudonym_and_key_dependent(tmp_path: Path) -> None:
     first = content(p1, f"use {FAKE_AWS_KEY}")
     again = content(p1, f"again {FAKE_AWS_KEY}")
     other_key = content(p2, f"use {FAKE_AWS_KEY}")
-    token = re.search(r"\[HASH:aws-access-key-id:[0-9a-f]{16}\]", first)
+    token = re.search(r"\[HASH:aws-access-key:[0-9a-f]{16}\]", first)
     assert token is not None
     assert token.group(0) in again
     assert token.group(0) not in other_key

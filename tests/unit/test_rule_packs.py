@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,30 @@ CASES = [
     for text in texts
 ]
 TRAPS = TrapSet([PACK], TrapSettings(entropy=EntropySettings(enabled=False)))
+
+# Every built-in pack (ext_proc/rules/*.yaml), compiled together: rule ids must be unique across
+# packs so that any combination of `builtin:` packs loads.
+BUILTIN_NAMES = sorted(
+    entry.name.removesuffix(".yaml")
+    for entry in (resources.files("ext_proc") / "rules").iterdir()
+    if entry.name.endswith(".yaml")
+)
+BUILTIN_PACKS = {name: load_rule_pack(f"builtin:{name}") for name in BUILTIN_NAMES}
+ALL_TRAPS = TrapSet(
+    list(BUILTIN_PACKS.values()), TrapSettings(entropy=EntropySettings(enabled=False))
+)
+ALL_CASES = [
+    pytest.param(rule_id, kind, text, id=f"{name}:{rule_id}:{kind}{index}")
+    for name, pack in BUILTIN_PACKS.items()
+    for rule_id, examples in pack.examples.items()
+    for kind, texts in examples.items()
+    for index, text in enumerate(texts)
+]
+NEW_PACKS = ("secrets", "pii", "injection")
+NEW_TRAPS = TrapSet(
+    [BUILTIN_PACKS[name] for name in NEW_PACKS],
+    TrapSettings(entropy=EntropySettings(enabled=False)),
+)
 
 
 def test_starter_pack_covers_the_required_families() -> None:
@@ -79,3 +104,125 @@ def test_rust_bench_mirror_matches_the_starter_pack() -> None:
     for rule in PACK.rules:
         assert f'"{rule["id"]}"' in mirror, f"{rule['id']} missing from the Rust mirror"
         assert f'r"{rule["pattern"]}"' in mirror, f"{rule['id']}: pattern differs in the mirror"
+
+
+def test_builtin_packs_are_present_and_load_together() -> None:
+    assert set(NEW_PACKS) | {"starter"} <= set(BUILTIN_PACKS)
+    total = sum(len(pack.rules) for pack in BUILTIN_PACKS.values())
+    assert len(ALL_TRAPS) == total
+    assert len(set(ALL_TRAPS.rule_ids)) == total
+
+
+@pytest.mark.parametrize(("rule_id", "kind", "text"), ALL_CASES)
+def test_builtin_rule_example(rule_id: str, kind: str, text: str) -> None:
+    hits = [f for f in ALL_TRAPS.scan(text.encode()) if f.rule == rule_id]
+    if kind == "match":
+        assert hits, f"{rule_id} missed {text!r}"
+    else:
+        assert not hits, f"{rule_id} flagged {text!r}"
+
+
+@pytest.mark.parametrize("name", NEW_PACKS)
+def test_new_pack_rules_are_documented_and_keyed(name: str) -> None:
+    pack = BUILTIN_PACKS[name]
+    assert pack.name == name
+    for rule in pack.rules:
+        rule_id = rule["id"]
+        examples = pack.examples[rule_id]
+        assert examples["match"], f"{rule_id} has no positive example"
+        assert examples["no_match"], f"{rule_id} has no negative example"
+        for keyword in rule.get("keywords", []):
+            assert keyword == keyword.lower(), f"{rule_id}: keyword {keyword!r} not lowercase"
+            assert len(keyword) >= 2 or keyword in "@+", f"{rule_id}: keyword {keyword!r} too short"
+
+
+def test_secrets_pack_shape() -> None:
+    rules = BUILTIN_PACKS["secrets"].rules
+    assert len(rules) >= 100
+    for rule in rules:
+        assert rule["category"] == "secret"
+        # Provider formats are prefiltered; only the never-absent families may run on everything.
+        assert rule.get("keywords"), f"{rule['id']} has no keywords"
+    generic = [r for r in rules if r["id"].startswith("generic-")]
+    assert len(generic) >= 4
+    for rule in generic:
+        assert rule.get("min_entropy"), rule["id"]
+        assert rule.get("stopwords"), rule["id"]
+
+
+def test_pii_and_injection_pack_shape() -> None:
+    pii = {r["id"]: r for r in BUILTIN_PACKS["pii"].rules}
+    assert {r["category"] for r in pii.values()} == {"pii", "network"}
+    assert pii["pii-payment-card"]["validator"] == "iin_card"
+    assert pii["pii-iban"]["validator"] == "iban"
+    assert pii["pii-us-ssn"]["validator"] == "us_ssn"
+    assert pii["pii-phone-e164"]["validator"] == "e164"
+    assert pii["net-ipv4"]["validator"] == "ipv4"
+    assert pii["net-ipv6"]["validator"] == "ipv6"
+    injection = BUILTIN_PACKS["injection"].rules
+    for rule in injection:
+        assert rule["category"] == "injection"
+        assert rule["case_insensitive"] is True, rule["id"]
+        assert rule.get("keywords"), rule["id"]
+    ids = {r["id"] for r in injection}
+    for lang in ("en", "de", "fr", "es"):
+        assert f"inj-override-{lang}" in ids
+        assert f"inj-prompt-extraction-{lang}" in ids
+
+
+HARD_NEGATIVES = [
+    "Please ignore the typo in my last message.",
+    "Can you act as a tutor for my algebra homework?",
+    "Show the system requirements for this game.",
+    "Forget about it, it was nothing.",
+    "How do I enable developer mode on Android?",
+    "Dan from accounting sent the invoice.",
+    "I forgot my password, how do I reset it? Password: required.",
+    "The secret to good bread is patience.",
+    "Version 1.2.3.4.5 shipped at 10:30:45; use std::vector in C++.",
+    '{"model":"m","messages":[{"role":"system","content":"Be brief."},'
+    '{"role":"user","content":"hello"}],"tools":[],"tool_choice":"auto"}',
+]
+
+
+@pytest.mark.parametrize("text", HARD_NEGATIVES)
+def test_hard_negatives_stay_clean(text: str) -> None:
+    # The new packs only: starter's developer-mode rule predates the Android hard negative.
+    assert NEW_TRAPS.scan(text.encode()) == []
+
+
+def test_min_entropy_and_stopwords_filter(tmp_path: Path) -> None:
+    f = tmp_path / "custom.yaml"
+    f.write_text(
+        "rules:\n  - id: pw\n    category: secret\n    severity: error\n"
+        "    keywords: [password]\n    pattern: 'password=(?P<secret>\\S+)'\n"
+        "    min_entropy: 3.0\n    stopwords: [example]\n"
+    )
+    traps = TrapSet.from_settings(
+        TrapSettings(rule_packs=(str(f),), entropy=EntropySettings(enabled=False))
+    )
+    assert traps.scan(b"password=changeme") == []
+    assert traps.scan(b"password=ExampleXk9q2Lm7") == []
+    (hit,) = traps.scan(b"password=Xk9#q2Lm!vR7")
+    assert (hit.start, hit.end) == (9, 21)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("min_entropy", "9.5", "min_entropy"),
+        ("min_entropy", "true", "min_entropy"),
+        ("min_entropy", "'high'", "min_entropy"),
+        ("stopwords", "['']", "stopwords"),
+        ("stopwords", "abc", "stopwords"),
+        ("validator", "crc32", "validator"),
+    ],
+)
+def test_bad_new_keys_are_rejected(tmp_path: Path, key: str, value: str, message: str) -> None:
+    f = tmp_path / "custom.yaml"
+    f.write_text(
+        "rules:\n  - id: r1\n    category: secret\n    severity: error\n"
+        f"    pattern: 'x'\n    {key}: {value}\n"
+    )
+    with pytest.raises(RulePackError, match=rf"r1.*{message}"):
+        TrapSet.from_settings(TrapSettings(rule_packs=(str(f),)))

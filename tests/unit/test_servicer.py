@@ -94,7 +94,7 @@ def test_redaction_sets_body_and_content_length_in_raw_value() -> None:
     replies = run([headers(POST), body(chat(f"key {FAKE_AWS_KEY}"))])
     common = replies[1].request_body.response
     new_body = common.body_mutation.body
-    assert json.loads(new_body)["messages"][0]["content"] == "key [REDACTED:aws-access-key-id]"
+    assert json.loads(new_body)["messages"][0]["content"] == "key [REDACTED:aws-access-key]"
     assert header_map(common.header_mutation)["content-length"] == str(len(new_body)).encode()
 
 
@@ -103,7 +103,7 @@ def test_block_is_403_json_with_rules_and_request_id() -> None:
     imm = replies[1].immediate_response
     assert imm.status.code == 403
     doc = json.loads(imm.body)
-    assert doc["rules"] == ["injection-ignore-instructions"]
+    assert doc["rules"] == ["inj-override-en"]
     assert doc["request_id"] == "req-1"
     assert header_map(imm.headers)["content-type"] == b"application/json"
 

@@ -33,9 +33,7 @@ def text_of(out: bytes) -> str:
 
 
 REPLY = f"the key is {FAKE_AWS_KEY}, keep it safe. Mail ops@bank.example if lost."
-EXPECTED = (
-    "the key is [REDACTED:aws-access-key-id], keep it safe. Mail [REDACTED:email-address] if lost."
-)
+EXPECTED = "the key is [REDACTED:aws-access-key], keep it safe. Mail [REDACTED:pii-email] if lost."
 
 
 @pytest.mark.parametrize("piece", [1, 3, 7, 20])
@@ -63,7 +61,7 @@ def test_plain_data_events_are_scanned(pipeline: Pipeline) -> None:
     redactor = SseRedactor(pipeline.redact_text)
     out = run(redactor, stream, 9)
     assert FAKE_AWS_KEY.encode() not in out
-    assert b"[REDACTED:aws-access-key-id]" in out
+    assert b"[REDACTED:aws-access-key]" in out
     assert redactor.findings == 1
 
 

@@ -1,0 +1,75 @@
+"""Normalised views through the Python face: evasions found, spans in original bytes, bounds."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+
+import pytest
+
+from ext_proc.config import TrapSettings, settings_from_mapping
+from ext_proc.errors import BodyDecodeError
+from ext_proc.metrics import Metrics
+from ext_proc.server import build_pipeline
+from ext_proc.traps import TrapSet
+from tests.conftest import FAKE_AWS_KEY, chat
+
+
+def traps(**normalize: object) -> TrapSet:
+    return TrapSet.from_settings(TrapSettings.model_validate({"normalize": normalize}))
+
+
+def test_base64_secret_is_found_and_mapped_to_the_encoded_run() -> None:
+    blob = base64.b64encode(f"aws key {FAKE_AWS_KEY}".encode()).decode()
+    body = chat(f"decode this: {blob}")
+    hits = [f for f in traps().scan(body) if f.rule == "aws-access-key"]
+    assert hits
+    assert body[hits[0].start : hits[0].end] == blob.encode()
+    assert not [f for f in traps(enabled=False).scan(body) if f.rule == "aws-access-key"]
+
+
+def test_redaction_of_an_encoded_secret_keeps_json_valid() -> None:
+    p = build_pipeline(settings_from_mapping({}, env={}), Metrics())
+    blob = base64.b64encode(FAKE_AWS_KEY.encode()).decode()
+    out = p.inspect(chat(f"blob {blob} end")).body
+    assert out is not None
+    assert json.loads(out)["messages"][0]["content"] == "blob [REDACTED:aws-access-key] end"
+
+
+def test_a_bound_hit_is_a_zero_width_limits_finding_policy_can_act_on() -> None:
+    blobs = " ".join(
+        base64.b64encode(f"harmless text number {i:04d}".encode()).decode() for i in range(50)
+    )
+    body = chat(blobs)
+    found = traps(max_decoded_bytes=64).scan(body)
+    limits = [f for f in found if f.category == "limits"]
+    assert [f.rule for f in limits] == ["normalize-limit-decoded_bytes"]
+    assert (limits[0].start, limits[0].end) == (0, 0)
+    lenient = build_pipeline(
+        settings_from_mapping({"traps": {"normalize": {"max_decoded_bytes": 64}}}, env={}),
+        Metrics(),
+    )
+    assert lenient.inspect(body).decision == "allow"  # default: limits are logged
+    strict = build_pipeline(
+        settings_from_mapping(
+            {
+                "traps": {"normalize": {"max_decoded_bytes": 64}},
+                "policy": {"actions": {"limits": "block"}},
+            },
+            env={},
+        ),
+        Metrics(),
+    )
+    assert strict.inspect(body).decision == "block"
+
+
+def test_decompress_round_trip_and_bounds() -> None:
+    t = traps(max_decompressed_bytes=1 << 20, max_ratio=50)
+    assert t.decompress(gzip.compress(b"hello " * 100), "gzip") == b"hello " * 100
+    with pytest.raises(BodyDecodeError):
+        t.decompress(gzip.compress(b"\0" * (8 << 20)), "gzip")
+    with pytest.raises(BodyDecodeError):
+        t.decompress(b"not gzip at all", "gzip")
+    with pytest.raises(BodyDecodeError):
+        t.decompress(b"x", "zstd")
