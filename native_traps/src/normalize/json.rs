@@ -152,6 +152,68 @@ fn string(data: &[u8], i: usize, w: &mut ViewWriter<'_>, had_escape: &mut bool) 
     }
 }
 
+/// Decode `\uXXXX` (surrogate pairs joined) and `\xHH` escapes anywhere in
+/// `data`, leaving every other byte as it is. `None` when there is none.
+/// Each escape maps to its whole source, everything else one-to-one.
+pub(crate) fn unescape_loose(data: &[u8], parent: &OffsetMap) -> Option<(Vec<u8>, OffsetMap)> {
+    let mut w = ViewWriter::new(parent, data.len());
+    let mut run = 0;
+    let mut i = 0;
+    let mut decoded = false;
+    while i + 1 < data.len() {
+        if data[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let (ch, end) = match data[i + 1] {
+            b'u' => match hex4(data, i + 2) {
+                Some(unit) if (0xD800..0xDC00).contains(&unit) => {
+                    let low = (data.get(i + 6) == Some(&b'\\') && data.get(i + 7) == Some(&b'u'))
+                        .then(|| hex4(data, i + 8))
+                        .flatten()
+                        .filter(|lo| (0xDC00..0xE000).contains(lo));
+                    match low {
+                        Some(lo) => (
+                            char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (lo - 0xDC00)),
+                            i + 12,
+                        ),
+                        None => (None, i + 6),
+                    }
+                }
+                Some(unit) => (char::from_u32(unit), i + 6),
+                None => (None, i + 1),
+            },
+            b'x' => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (
+                    data.get(i + 2).copied().and_then(hex),
+                    data.get(i + 3).copied().and_then(hex),
+                ) {
+                    (Some(hi), Some(lo)) => (char::from_u32(hi * 16 + lo), i + 4),
+                    _ => (None, i + 1),
+                }
+            }
+            _ => (None, i + 1),
+        };
+        match ch {
+            Some(ch) if end > i + 1 => {
+                w.copy(data, run, i);
+                let mut buf = [0u8; 4];
+                w.replace(ch.encode_utf8(&mut buf).as_bytes(), i, end);
+                decoded = true;
+                run = end;
+                i = end;
+            }
+            _ => i = end.max(i + 1),
+        }
+    }
+    if !decoded {
+        return None;
+    }
+    w.copy(data, run, data.len());
+    Some(w.finish())
+}
+
 /// Validate `data` as one JSON document and collect its decoded strings.
 /// `None` when it is not valid JSON (or not UTF-8).
 pub(crate) fn extract_strings(data: &[u8], parent: &OffsetMap) -> Option<JsonStrings> {

@@ -83,6 +83,9 @@ pub enum ViewKind {
     Raw,
     /// Decoded JSON strings.
     JsonStrings,
+    /// `\uXXXX` and `\xHH` escapes decoded wherever they stand in the text (a non-JSON body,
+    /// or escapes typed literally into a JSON string).
+    Unescaped,
     /// `%XX` decoded.
     PercentDecoded,
     /// Invisible characters removed, NFKC, confusables folded.
@@ -111,6 +114,7 @@ impl ViewKind {
         match self {
             Self::Raw => "raw",
             Self::JsonStrings => "json",
+            Self::Unescaped => "unescaped",
             Self::PercentDecoded => "percent",
             Self::Canonical => "canonical",
             Self::Leet => "leet",
@@ -174,6 +178,15 @@ impl<'a> Views<'a> {
             if let Some(j) = json::extract_strings(body, &raw_map) {
                 if j.had_escape {
                     views.push(ViewKind::JsonStrings, j.bytes, j.map);
+                }
+            }
+        }
+        // 1b. Escapes left in the text (not JSON, or escaped twice).
+        {
+            let (src, map) = views.source(views.last_index(), &raw_map);
+            if memchr_backslash(src) {
+                if let Some((bytes, map)) = json::unescape_loose(src, map) {
+                    views.push(ViewKind::Unescaped, bytes, map);
                 }
             }
         }
