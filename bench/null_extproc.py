@@ -16,8 +16,12 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
-HEADERS = pb.ProcessingResponse(request_headers=pb.HeadersResponse())
-BODY = pb.ProcessingResponse(request_body=pb.BodyResponse())
+REPLIES = {
+    "request_headers": pb.ProcessingResponse(request_headers=pb.HeadersResponse()),
+    "request_body": pb.ProcessingResponse(request_body=pb.BodyResponse()),
+    "response_headers": pb.ProcessingResponse(response_headers=pb.HeadersResponse()),
+    "response_body": pb.ProcessingResponse(response_body=pb.BodyResponse()),
+}
 
 
 class NullServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
@@ -30,7 +34,7 @@ class NullServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             req = await context.read()
             if req is grpc.aio.EOF:  # type: ignore[attr-defined]
                 return
-            await context.write(HEADERS if req.HasField("request_headers") else BODY)
+            await context.write(REPLIES[req.WhichOneof("request")])
 
 
 async def main(port_file: Path) -> None:
