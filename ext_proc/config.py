@@ -192,6 +192,13 @@ class TrapSettings(_Section):
     normalize: NormalizeSettings = Field(
         default_factory=NormalizeSettings, description="Normalisation against evasion."
     )
+    max_findings: int = Field(
+        2000,
+        ge=10,
+        le=1_000_000,
+        description="Most findings one body may have; a body with more is blocked (rule "
+        "too-many-findings) instead of being redacted finding by finding.",
+    )
 
 
 class RouteRule(_Section):

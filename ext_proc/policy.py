@@ -37,6 +37,8 @@ class RoutePolicy:
     shadow: bool
 
     def action_for(self, category: str, *, response: bool = False) -> Action:
+        if category == "overflow":  # too many findings to act on one by one: never passes
+            return Action.REDACT if response else Action.BLOCK
         action = self.actions.get(category, self.default_action)
         # A response that is already streaming cannot be refused: block means redact there.
         return Action.REDACT if response and action is Action.BLOCK else action

@@ -38,6 +38,7 @@ _DOC_KEYS = ("description", "examples")
 ENTROPY_CATEGORY = "entropy"
 LIMITS_CATEGORY = "limits"
 LEET_CATEGORY = "injection"
+OVERFLOW_CATEGORY = "overflow"
 ENTROPY_SEVERITY = "notice"
 ENTROPY_WEIGHT = 2
 
@@ -66,6 +67,12 @@ class RulePack:
     source: str
     rules: tuple[dict[str, Any], ...]
     examples: Mapping[str, Mapping[str, tuple[str, ...]]]
+
+
+def too_many_findings(size: int) -> Finding:
+    """The single finding a body with more than ``traps.max_findings`` matches gets: it spans
+    the whole body, so a request is blocked and a response is replaced, never half-redacted."""
+    return Finding("limit", "too-many-findings", OVERFLOW_CATEGORY, "critical", 5, 0, size)
 
 
 def _read_pack_text(spec: str) -> tuple[str, str]:
@@ -153,6 +160,7 @@ class TrapSet:
             if injection:
                 self._leet = native.RegexTrap(injection)
         self._decompress_limits = (norm.max_decompressed_bytes, norm.max_ratio)
+        self.max_findings = settings.max_findings
         self.packs = tuple(packs)
 
     @classmethod
@@ -192,6 +200,9 @@ class TrapSet:
         else:
             result = self._normalizer.scan(self._regex, self._leet, self._entropy, data)
             regex_hits, entropy_hits, limits = result.findings, result.entropy, result.limits_hit
+        if len(regex_hits) > self.max_findings:
+            # Each finding costs Python work; a body stuffed with matches is refused whole.
+            return [too_many_findings(len(data))]
         found = [
             Finding("regex", f.rule_id, f.category, f.severity, f.weight, f.start, f.end)
             for f in regex_hits

@@ -119,3 +119,16 @@ def test_splice_never_cuts_a_utf8_character() -> None:
     cut = Finding("regex", "r", "secret", "critical", 5, 5, 9)  # from inside Ａ into Ｋ
     out = splice(body, [cut], Redactor("label"))
     assert out.decode() == "key=[REDACTED:r]ＩＡ end"
+
+
+def test_a_body_stuffed_with_findings_is_blocked_whole() -> None:
+    s = settings_from_mapping({"traps": {"max_findings": 50}}, env={})
+    p = build_pipeline(s, Metrics())
+    stuffed = chat(" ".join([FAKE_AWS_KEY] * 60))
+    outcome = asyncio.run(p.decide(RequestContext("r", "u"), stuffed))
+    assert outcome.decision == "block"
+    assert outcome.rules == ("too-many-findings",)
+    assert p.inspect(chat(" ".join([FAKE_AWS_KEY] * 40))).decision == "redact"
+    # A response cannot be refused: it is replaced, not passed half-redacted.
+    response = p.inspect(b" ".join([FAKE_AWS_KEY.encode()] * 60), response=True)
+    assert response.body == b"[REDACTED:too-many-findings]"
