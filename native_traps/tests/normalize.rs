@@ -478,3 +478,17 @@ fn pseudo_random_bodies_stay_in_bounds() {
         }
     }
 }
+
+#[test]
+fn decoded_blob_keeps_the_words_before_it() {
+    // "call me at" sits in the raw text; the number only in the hex blob.
+    let body = b"please call me at 2b34342032302037393436203039353820 tonight";
+    let views = Views::build(body, &NormalizeOptions::default());
+    let decoded = views
+        .iter()
+        .find(|(kind, _)| kind.name() == "decoded1")
+        .map(|(_, bytes)| bytes.to_vec())
+        .expect("a decoded view");
+    let text = String::from_utf8(decoded).expect("utf-8");
+    assert!(text.contains("call me at +44 20 7946 0958"), "{text}");
+}

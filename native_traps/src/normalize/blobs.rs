@@ -135,6 +135,9 @@ pub(crate) struct Decoded {
     pub(crate) budget_hit: bool,
 }
 
+/// Bytes of text before a blob that are copied into the decoded view with it.
+const BLOB_CONTEXT: usize = 40;
+
 /// Decode every blob of `src` (a view mapped by `parent`) into one new
 /// view, spending at most `budget` decoded bytes.
 pub(crate) fn decode_view(
@@ -148,6 +151,7 @@ pub(crate) fn decode_view(
         map: OffsetMap::default(),
         budget_hit: false,
     };
+    let mut prev_end = 0;
     for blob in candidates(src, min_len) {
         // Decoded size is at most 3/4 (base64) or 1/2 (hex) of the run.
         if out.bytes.len() + (blob.end - blob.start) * 3 / 4 + 1 > budget {
@@ -160,6 +164,20 @@ pub(crate) fn decode_view(
         let Some((a, b)) = parent.map_span(blob.start, blob.end) else {
             continue;
         };
+        // The words just before the blob ("call me at", "SSN:") travel with it, so rules
+        // that need a context word still see one; they map to their own source bytes.
+        let mut ctx = blob.start.saturating_sub(BLOB_CONTEXT).max(prev_end);
+        while ctx < blob.start && (src[ctx] & 0xC0) == 0x80 {
+            ctx += 1;
+        }
+        if let Some(nl) = src[ctx..blob.start].iter().rposition(|&c| c == b'\n') {
+            ctx += nl + 1;
+        }
+        prev_end = blob.end;
+        if ctx < blob.start {
+            out.map.push_from_parent(parent, ctx, blob.start);
+            out.bytes.extend_from_slice(&src[ctx..blob.start]);
+        }
         out.map.push_collapsed(bytes.len() + 1, a, b);
         out.bytes.extend_from_slice(&bytes);
         out.bytes.push(b'\n');
