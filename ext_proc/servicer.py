@@ -149,10 +149,6 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         self.metrics = metrics
         self._headers_seconds = metrics.processing_seconds.labels("request_headers")
         self._body_seconds = metrics.processing_seconds.labels("request_body")
-        self.responses = pipeline.settings.responses
-        self.strip_accept_encoding = self.responses.enabled and (
-            self.responses.strip_accept_encoding
-        )
 
     # -- context ---------------------------------------------------------------------------
     def _context(self, headers: dict[str, str] | None, attrs: dict[str, Any]) -> RequestContext:
@@ -252,7 +248,12 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 reply = self._reply(ctx, await self.pipeline.decide(ctx, None), kind)
             else:
                 reply = _CONTINUE_HEADERS
-            strip = self.strip_accept_encoding and "accept-encoding" in headers
+            responses = self.pipeline.settings.responses  # read per request: reload swaps it
+            strip = (
+                responses.enabled
+                and responses.strip_accept_encoding
+                and "accept-encoding" in headers
+            )
             if reply is _CONTINUE_HEADERS and strip:
                 reply = _STRIP_ACCEPT_ENCODING
             self._headers_seconds.observe(time.perf_counter() - started)
@@ -278,7 +279,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     # -- responses -------------------------------------------------------------------------
     def _on_response_headers(self, msg: pb.HttpHeaders, st: _Stream) -> pb.ProcessingResponse:
         """Pick how the response body is seen: streamed (SSE), buffered (JSON/text) or not."""
-        cfg = self.responses
+        cfg = self.pipeline.settings.responses
         if not cfg.enabled or msg.end_of_stream:
             return _CONTINUE_RESPONSE_HEADERS
         headers = self._headers(msg)
