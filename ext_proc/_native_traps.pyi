@@ -19,7 +19,6 @@ __all__ = [
     "ScanResult",
     "TrapError",
     "ViewEntropyFinding",
-    "ViewFinding",
     "decompress",
     "scan_all",
 ]
@@ -53,6 +52,10 @@ class Finding:
     def start(self) -> int: ...
     @property
     def end(self) -> int: ...
+    @property
+    def view(self) -> str:
+        """``raw`` for :meth:`RegexTrap.scan`; for :meth:`Normalizer.scan` the view the match
+        was made in (``json``, ``unescaped``, ``canonical``, ``leet``, ``decoded1``, ...)."""
 
 @final
 class RegexTrap:
@@ -127,28 +130,6 @@ class DecodeError(TrapError):
     size/ratio bound exceeded."""
 
 @final
-class ViewFinding:
-    """One regex-rule match found in some view, as offsets into the original bytes."""
-
-    @property
-    def rule_id(self) -> str: ...
-    @property
-    def category(self) -> str: ...
-    @property
-    def severity(self) -> str:
-        """``"critical"``, ``"error"``, ``"warning"`` or ``"notice"``."""
-    @property
-    def weight(self) -> int:
-        """Anomaly-score weight of the severity: 5, 4, 3 or 2."""
-    @property
-    def start(self) -> int: ...
-    @property
-    def end(self) -> int: ...
-    @property
-    def view(self) -> str:
-        """``raw``, ``json``, ``percent``, ``canonical``, ``tags``, ``leet``, ``decoded1``, ..."""
-
-@final
 class ViewEntropyFinding:
     """One high-entropy token from the raw or a decoded view, in original offsets."""
 
@@ -169,7 +150,7 @@ class ScanResult:
     """Findings of one :meth:`Normalizer.scan`."""
 
     @property
-    def findings(self) -> list[ViewFinding]:
+    def findings(self) -> list[Finding]:
         """Sorted by (start, end); one per rule id and original span."""
     @property
     def entropy(self) -> list[ViewEntropyFinding]:

@@ -192,7 +192,7 @@ class TrapSet:
         was made in a decoded or folded view. A normalisation bound that was hit is reported
         as a zero-width finding of category ``limits`` (rule ``normalize-limit-<bound>``).
         """
-        regex_hits: Sequence[native.Finding | native.ViewFinding]
+        regex_hits: Sequence[native.Finding]
         entropy_hits: Sequence[native.EntropyFinding | native.ViewEntropyFinding]
         if self._normalizer is None:
             regex_hits, entropy_hits = native.scan_all(self._regex, self._entropy, data)

@@ -5,6 +5,7 @@
 //! release of the GIL (ADR 0004).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
@@ -15,8 +16,7 @@ use crate::normalize::{
     decompress as core_decompress, scan_views, DecompressLimits, NormalizeError, NormalizeOptions,
     ViewScan, Views,
 };
-use crate::python::{PyEntropyTrap, PyRegexTrap, TrapError};
-use crate::rule::Severity;
+use crate::python::{PyEntropyTrap, PyFinding, PyRegexTrap, TrapError};
 
 create_exception!(
     ext_proc._native_traps,
@@ -57,70 +57,6 @@ fn ratio(py: Python<'_>, value: f64) -> PyResult<f64> {
             py,
             format!("invalid parameter \"max_ratio\": {value} is not a finite number >= 1"),
         ))
-    }
-}
-
-/// One regex-rule match found in some view, as byte offsets into the original `bytes`.
-#[pyclass(frozen, name = "ViewFinding", module = "ext_proc._native_traps")]
-struct PyViewFinding {
-    rule_id: String,
-    category: String,
-    severity: Severity,
-    start: usize,
-    end: usize,
-    view: String,
-}
-
-#[pymethods]
-impl PyViewFinding {
-    #[getter]
-    fn rule_id(&self) -> &str {
-        &self.rule_id
-    }
-
-    #[getter]
-    fn category(&self) -> &str {
-        &self.category
-    }
-
-    /// Lowercase severity name: critical, error, warning or notice.
-    #[getter]
-    fn severity(&self) -> &'static str {
-        self.severity.as_str()
-    }
-
-    /// Anomaly-score weight of the severity (5/4/3/2).
-    #[getter]
-    fn weight(&self) -> u32 {
-        self.severity.weight()
-    }
-
-    #[getter]
-    fn start(&self) -> usize {
-        self.start
-    }
-
-    #[getter]
-    fn end(&self) -> usize {
-        self.end
-    }
-
-    /// View the match was made in: raw, json, percent, canonical, tags, leet, decoded1, …
-    #[getter]
-    fn view(&self) -> &str {
-        &self.view
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "ViewFinding(rule_id='{}', category='{}', severity='{}', start={}, end={}, view='{}')",
-            self.rule_id,
-            self.category,
-            self.severity.as_str(),
-            self.start,
-            self.end,
-            self.view
-        )
     }
 }
 
@@ -173,7 +109,7 @@ impl PyViewEntropyFinding {
 /// Findings of one `Normalizer.scan`.
 #[pyclass(frozen, name = "ScanResult", module = "ext_proc._native_traps")]
 struct PyScanResult {
-    findings: Vec<Py<PyViewFinding>>,
+    findings: Vec<Py<PyFinding>>,
     entropy: Vec<Py<PyViewEntropyFinding>>,
     limits_hit: Vec<&'static str>,
 }
@@ -182,7 +118,7 @@ struct PyScanResult {
 impl PyScanResult {
     /// Regex findings sorted by (start, end); one per rule id and original span.
     #[getter]
-    fn findings(&self, py: Python<'_>) -> Vec<Py<PyViewFinding>> {
+    fn findings(&self, py: Python<'_>) -> Vec<Py<PyFinding>> {
         self.findings.iter().map(|f| f.clone_ref(py)).collect()
     }
 
@@ -231,9 +167,9 @@ fn wrap_scan(
         }
         findings.push(Py::new(
             py,
-            PyViewFinding {
-                rule_id: rule.id.clone(),
-                category: rule.category.clone(),
+            PyFinding {
+                rule_id: Arc::from(rule.id.as_str()),
+                category: Arc::from(rule.category.as_str()),
                 severity: rule.severity,
                 start: f.start,
                 end: f.end,
@@ -424,7 +360,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DecodeError", py.get_type::<DecodeError>())?;
     m.add_class::<PyNormalizer>()?;
     m.add_class::<PyScanResult>()?;
-    m.add_class::<PyViewFinding>()?;
     m.add_class::<PyViewEntropyFinding>()?;
     m.add_function(wrap_pyfunction!(decompress, m)?)?;
     Ok(())

@@ -72,14 +72,16 @@ fn to_py_err(py: Python<'_>, err: &CoreError) -> PyErr {
     }
 }
 
-/// One regex-rule match, as byte offsets into the scanned `bytes`.
+/// One regex-rule match, as byte offsets into the scanned `bytes` (for a
+/// normalised scan, into the original body, with the view it was made in).
 #[pyclass(frozen, name = "Finding", module = "ext_proc._native_traps")]
-struct PyFinding {
-    rule_id: Arc<str>,
-    category: Arc<str>,
-    severity: Severity,
-    start: usize,
-    end: usize,
+pub(crate) struct PyFinding {
+    pub(crate) rule_id: Arc<str>,
+    pub(crate) category: Arc<str>,
+    pub(crate) severity: Severity,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) view: String,
 }
 
 #[pymethods]
@@ -116,14 +118,22 @@ impl PyFinding {
         self.end
     }
 
+    /// View the match was made in: raw, json, unescaped, percent, canonical, tags, leet,
+    /// decoded1, …
+    #[getter]
+    fn view(&self) -> &str {
+        &self.view
+    }
+
     fn __repr__(&self) -> String {
         format!(
-            "Finding(rule_id='{}', category='{}', severity='{}', start={}, end={})",
+            "Finding(rule_id='{}', category='{}', severity='{}', start={}, end={}, view='{}')",
             self.rule_id,
             self.category,
             self.severity.as_str(),
             self.start,
-            self.end
+            self.end,
+            self.view
         )
     }
 }
@@ -336,6 +346,7 @@ impl PyRegexTrap {
                     .map_or(Severity::Notice, |r| r.severity),
                 start: f.start,
                 end: f.end,
+                view: String::from("raw"),
             })
             .collect()
     }
