@@ -32,16 +32,20 @@ from ext_proc.errors import ConfigError
 
 __all__ = [
     "Action",
+    "DebtSettings",
     "EntropySettings",
     "IdentitySettings",
     "LimiterSettings",
     "LoggingSettings",
     "NormalizeSettings",
     "PolicySettings",
+    "RedisSettings",
     "ResponseSettings",
     "RouteRule",
     "ServerSettings",
     "Settings",
+    "TierSelection",
+    "TierSettings",
     "TrapSettings",
     "load_config",
     "settings_from_mapping",
@@ -304,24 +308,230 @@ class ResponseSettings(_Section):
     )
 
 
-class LimiterSettings(_Section):
-    backend: Literal["local"] = Field(
+FailurePolicy = Literal["local", "open", "closed"]
+
+_REDIS_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)
+
+
+class RedisSettings(_Section):
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in _REDIS_SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(_REDIS_SCHEMES)}")
+        netloc = rest.split("/", 1)[0]
+        if "@" in netloc and ":" in netloc.rsplit("@", 1)[0]:
+            raise ValueError(
+                "the URL holds a password; put it in limiter.redis.password_file instead"
+            )
+        if scheme.endswith("+sentinel") and len(rest.split("/")) < 2:
+            raise ValueError("a sentinel URL names the service: redis+sentinel://h1:26379/mymaster")
+        return value
+
+    url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Where the limiter state lives: redis:// or rediss:// (TLS) for one "
+        "server, unix:// for a socket, redis+sentinel://h1:26379,h2:26379/<service>[/db] for "
+        "Sentinel, redis+cluster://h1:6379,h2:6379 for Cluster (rediss+... for TLS). No "
+        "password in the URL.",
+    )
+    username: str | None = Field(None, description="ACL user name (Redis 6+), if any.")
+    password_file: Path | None = Field(
+        None,
+        description="File holding the Redis password (mounted by Vault Agent or the CSI "
+        "secrets driver); read once at start, kept in memory only.",
+    )
+    tls_ca_file: Path | None = Field(
+        None, description="CA bundle that signs the Redis server certificate (rediss://)."
+    )
+    pseudonym_key_file: Path | None = Field(
+        None,
+        description="File with a key (at least 32 bytes) for the HMAC-SHA256 that turns "
+        "identities into key names. Without it a plain SHA-256 is used, and anyone who can "
+        "read Redis can confirm a guessed user id.",
+    )
+    key_prefix: str = Field(
+        "godel",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="Prefix of every key Godel writes: <prefix>:{<caller>}:rate:<tier> and "
+        "<prefix>:{<caller>}:debt; {<caller>} is a hash of the identity (a Cluster hash tag).",
+    )
+    timeout_ms: int = Field(
+        50,
+        ge=1,
+        le=1000,
+        description="Longest a request waits for Redis; then the failure policy answers.",
+    )
+    retry_interval_ms: int = Field(
+        1000,
+        ge=10,
+        le=60_000,
+        description="After a Redis failure, how long decisions go straight to the failure "
+        "policy before Redis is tried again (recovery is automatic).",
+    )
+    max_connections: int = Field(
+        32, ge=1, le=1024, description="Connection pool size (per process)."
+    )
+    batch_max: int = Field(
+        128,
+        ge=1,
+        le=1024,
+        description="Most decisions sent in one call. Decisions that arrive in the same event "
+        "loop tick share a round trip; 1 disables batching.",
+    )
+    scripting: Literal["auto", "functions", "eval"] = Field(
+        "auto",
+        description="'functions' loads a Redis Function (Redis 7+, survives restarts and "
+        "failover); 'eval' uses EVALSHA and reloads on NOSCRIPT; 'auto' tries functions first.",
+    )
+
+
+class TierSettings(_Section):
+    rate_per_second: float | None = Field(
+        None, gt=0, le=1e6, description="Tokens per second; unset: the default tier's."
+    )
+    capacity: float | None = Field(
+        None, ge=1, le=1e9, description="Bucket size; unset: the default tier's."
+    )
+    debt_limit: float | None = Field(
+        None, gt=0, le=1e9, description="Security debt limit; unset: the default tier's."
+    )
+
+
+class TierSelection(_Section):
+    header: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9!#$%&'*+.^_`|~-]+$",
+        description="Request header whose value names the caller's tier, set by the upstream "
+        "auth (Envoy must overwrite any copy a client sends).",
+    )
+    claim_header: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9!#$%&'*+.^_`|~-]+$",
+        description="Request header carrying the verified JWT payload as base64url JSON (Envoy "
+        "jwt_authn forward_payload_header); the tier is read from 'claim'. Wins over 'header'.",
+    )
+    claim: str = Field(
+        "tier",
+        pattern=r"^[A-Za-z0-9_.:/-]{1,128}$",
+        description="Claim in the claim_header payload that names the tier; dots walk nested "
+        "objects (e.g. plan.tier).",
+    )
+    values: dict[str, str] = Field(
+        default_factory=dict,
+        description="Maps header or claim values to tier names (e.g. {gold: premium}); a value "
+        "not listed is used as the tier name itself. Unknown tiers get the default tier.",
+    )
+
+
+class DebtSettings(_Section):
+    enabled: bool = Field(
+        True,
+        description="Charge each finding's severity weight (critical 5, error 4, warning 3, "
+        "notice 2) to the caller's security debt.",
+    )
+    half_life_seconds: float = Field(
+        600.0, gt=0, le=30 * 86400, description="The debt halves every this many seconds."
+    )
+    cooldown_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=86400,
+        description="At or above the limit the caller is refused for at least this long (and "
+        "until the debt has decayed below the limit).",
+    )
+    action: Literal["block", "throttle"] = Field(
+        "block", description="Refuse an indebted caller with 403 (block) or 429 (throttle)."
+    )
+    cost_per_point: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="Extra tokens each request costs per point of the caller's debt (0: debt "
+        "does not change the rate).",
+    )
+    max_points_per_request: float = Field(
+        25.0,
+        gt=0,
+        le=1e6,
+        description="Most debt one request can add, however many findings it has.",
+    )
+    on_error: FailurePolicy = Field(
         "local",
-        description="Limiter backend. 'local' is an in-process token bucket per identity "
-        "(per process, not global).",
+        description="When Redis fails: 'local' keeps debt in this process, 'open' ignores debt, "
+        "'closed' refuses every request.",
+    )
+
+
+class LimiterSettings(_Section):
+    @model_validator(mode="after")
+    def _tier_names(self) -> LimiterSettings:
+        for name in self.tiers:
+            if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"tier name {name!r}: use 1-64 letters, digits, - or _")
+        for value, tier in self.tier_from.values.items():
+            if tier != "default" and tier not in self.tiers:
+                raise ValueError(f"tier_from.values[{value!r}] names unknown tier {tier!r}")
+        return self
+
+    backend: Literal["local", "redis"] = Field(
+        "local",
+        description="'redis' is one global bucket and debt per caller shared by every Godel "
+        "process; 'local' keeps them in this process (N replicas allow N times the rate).",
     )
     rate_per_second: float = Field(
-        10.0, gt=0, le=1e6, description="Tokens added to each caller's bucket per second."
+        10.0,
+        gt=0,
+        le=1e6,
+        description="Default tier: tokens added to each caller's bucket per second.",
     )
     capacity: float = Field(
-        20.0, ge=1, le=1e9, description="Bucket size: the largest burst a caller may send."
+        20.0,
+        ge=1,
+        le=1e9,
+        description="Default tier: bucket size, the largest burst a caller may send.",
+    )
+    debt_limit: float = Field(
+        20.0,
+        gt=0,
+        le=1e9,
+        description="Default tier: security debt at which the caller is refused.",
+    )
+    tiers: dict[str, TierSettings] = Field(
+        default_factory=dict,
+        description="Named tiers, each with its own rate_per_second, capacity and debt_limit "
+        "(see limiter.tiers.<name> below); callers in no tier get the default.",
+    )
+    tier_from: TierSelection = Field(
+        default_factory=TierSelection, description="How a request names its tier."
+    )
+    on_error: FailurePolicy = Field(
+        "local",
+        description="When Redis fails: 'local' falls back to this process's bucket, 'open' "
+        "allows, 'closed' answers 429. Every fallback decision is counted.",
+    )
+    headers: bool = Field(
+        False,
+        description="Add RateLimit and RateLimit-Policy (IETF draft) headers to allowed responses.",
     )
     max_identities: int = Field(
         100_000,
         ge=1,
         le=10_000_000,
-        description="Most buckets kept in memory; the least recently used are dropped first.",
+        description="Most callers kept in memory by the local limiter and the fallback; the "
+        "least recently seen are dropped first.",
     )
+    debt: DebtSettings = Field(default_factory=DebtSettings, description="Security debt.")
+    redis: RedisSettings = Field(default_factory=RedisSettings, description="Redis backend.")
 
 
 class LoggingSettings(_Section):

@@ -37,6 +37,8 @@ __all__ = [
     "run_demo",
     "start_envoy",
     "start_godel",
+    "start_redis",
+    "start_redis_cluster",
     "start_upstream",
 ]
 
@@ -142,6 +144,7 @@ def render_envoy_config(
     *,
     godel_port: int,
     upstream_port: int,
+    godel_ports: Sequence[int] = (),
     listener_port: int = 0,
     admin_port: int = 0,
     failure_mode_allow: bool | None = None,
@@ -153,12 +156,22 @@ def render_envoy_config(
     Clusters named ``godel`` and ``app`` get the given ports; every listener and the admin
     interface move to ``listener_port`` / ``admin_port`` (0: Envoy picks). ``one_message``
     switches ext_proc to the one-message mode of ADR 0002: headers SKIP, and the identity header
-    sent as a request attribute on the body message.
+    sent as a request attribute on the body message. ``godel_ports`` lists several Godel
+    processes for the ``godel`` cluster (round robin), instead of ``godel_port`` alone.
     """
     cfg: dict[str, Any] = yaml.safe_load(source.read_text())
     cfg["admin"]["address"]["socket_address"]["port_value"] = admin_port
     ports = {"godel": godel_port, "app": upstream_port}
     for cluster in cfg["static_resources"]["clusters"]:
+        if cluster["name"] == "godel" and godel_ports:
+            group = cluster["load_assignment"]["endpoints"][0]
+            template = group["lb_endpoints"][0]
+            group["lb_endpoints"] = []
+            for port in godel_ports:
+                ep = json.loads(json.dumps(template))
+                ep["endpoint"]["address"]["socket_address"]["port_value"] = port
+                group["lb_endpoints"].append(ep)
+            continue
         if cluster["name"] in ports:
             for group in cluster["load_assignment"]["endpoints"]:
                 for ep in group["lb_endpoints"]:
@@ -295,6 +308,70 @@ def start_envoy(
                 pass
         time.sleep(0.05)
     return proc, listener_port, int(admin.rsplit(":", 1)[1])
+
+
+def start_redis(
+    workdir: Path, port: int = 0, *, extra: Sequence[str] = (), name: str = "redis"
+) -> tuple[Proc, int]:
+    """Start Debian's ``redis-server`` on loopback without persistence; return it and its port.
+
+    ``port`` 0 picks a free one. ``extra`` adds server options (``--cluster-enabled yes``).
+    """
+    port = port or free_port()
+    data = workdir / f"{name}-{port}"
+    data.mkdir(exist_ok=True)
+    proc = Proc(
+        f"{name}:{port}",
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--bind",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data),
+            *extra,
+        ],
+        workdir / f"{name}-{port}.log",
+    ).start()
+    _wait_port(port, 20, proc)
+    return proc, port
+
+
+def start_redis_cluster(workdir: Path, nodes: int = 3) -> list[tuple[Proc, int]]:
+    """A local Redis Cluster of ``nodes`` primaries (no replicas), slots assigned, ready."""
+    servers = [
+        start_redis(
+            workdir,
+            extra=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"),
+            name="cluster",
+        )
+        for _ in range(nodes)
+    ]
+    cli = shutil.which("redis-cli") or "redis-cli"
+    subprocess.run(  # noqa: S603 - fixed argv, loopback only
+        [cli, "--cluster", "create", *(f"{LOOPBACK}:{p}" for _, p in servers)]
+        + ["--cluster-replicas", "0", "--cluster-yes"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        out = subprocess.run(  # noqa: S603
+            [cli, "-p", str(servers[0][1]), "cluster", "info"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+        if "cluster_state:ok" in out:
+            return servers
+        time.sleep(0.1)
+    raise TimeoutError("redis cluster did not reach cluster_state:ok")
 
 
 def _port_open(port: int) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ext_proc.errors import ConfigError
 
-__all__ = ["MIN_KEY_BYTES", "SecretBytes", "read_key_file"]
+__all__ = ["MIN_KEY_BYTES", "SecretBytes", "read_key_file", "read_secret_file"]
 
 MIN_KEY_BYTES = 32
 
@@ -39,6 +39,18 @@ class SecretBytes:
 
     def __hash__(self) -> int:
         return hash(len(self._value))
+
+
+def read_secret_file(path: Path, setting: str) -> SecretBytes:
+    """Read a password or token from a file; ``setting`` names the config key in errors.
+    Trailing newlines are stripped; an empty file is an error."""
+    try:
+        raw = path.read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot read secret file {path} ({exc.strerror})") from None
+    if not raw:
+        raise ConfigError(f"{setting}: secret file {path} is empty")
+    return SecretBytes(raw)
 
 
 def read_key_file(path: Path, setting: str) -> SecretBytes:

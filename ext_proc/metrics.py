@@ -82,6 +82,56 @@ class Metrics:
         self.rules_loaded = Gauge(
             "godel_rules_loaded", "Regex rules compiled into the running trap set.", registry=r
         )
+        self.limiter_decisions = Counter(
+            "godel_limiter_decisions",
+            "Limiter decisions, by who decided (redis, local, open, closed: the last two are the "
+            "failure policy) and the result (ok, rate, debt, uncharged).",
+            ["source", "result"],
+            registry=r,
+        )
+        self.limiter_fallbacks = Counter(
+            "godel_limiter_fallback_decisions",
+            "Decisions the failure policy took because Redis failed or was timed out, by limit "
+            "(rate, debt) and policy (local, open, closed).",
+            ["limit", "policy"],
+            registry=r,
+        )
+        self.limiter_backend_errors = Counter(
+            "godel_limiter_backend_errors",
+            "Failed Redis calls of the limiter, by kind (timeout, error).",
+            ["kind"],
+            registry=r,
+        )
+        self.limiter_backend_up = Gauge(
+            "godel_limiter_backend_up",
+            "1 while the last Redis call of the limiter succeeded, else 0.",
+            registry=r,
+        )
+        self.limiter_call_seconds = Histogram(
+            "godel_limiter_call_seconds",
+            "Round trip of one limiter call to Redis (one batch of decisions).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.limiter_batch_decisions = Histogram(
+            "godel_limiter_batch_decisions",
+            "Decisions sent in one limiter call to Redis.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=r,
+        )
+        self.debt_refusals = Counter(
+            "godel_debt_refusals",
+            "Requests refused because the caller's security debt is at or above its limit.",
+            registry=r,
+        )
+        for source in ("redis", "local", "open", "closed"):
+            for result in ("ok", "rate", "debt", "uncharged"):
+                self.limiter_decisions.labels(source, result)
+        for limit in ("rate", "debt"):
+            for policy in ("local", "open", "closed"):
+                self.limiter_fallbacks.labels(limit, policy)
+        for kind in ("timeout", "error"):
+            self.limiter_backend_errors.labels(kind)
         for decision in DECISIONS:
             self.requests.labels(decision)
         for trap in TRAPS:

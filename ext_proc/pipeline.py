@@ -21,6 +21,7 @@ __all__ = ["Inspection", "Outcome", "Pipeline", "RequestContext"]
 
 DECODABLE = frozenset({"gzip", "x-gzip", "deflate", "br"})
 UNDECODABLE_RULE = "undecodable-body"
+DEBT_RULE = "security-debt"  # the "rule" of a request refused for the caller's debt
 
 
 @dataclass(slots=True)
@@ -34,6 +35,7 @@ class RequestContext:
     content_length: int | None = None
     route: RoutePolicy | None = None  # None: the global policy
     content_encoding: str = ""  # of the request body: "", gzip, deflate, br
+    tier: str | None = None  # limiter tier named by the request; None: the default tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,11 +179,25 @@ class Pipeline:
             inspection = Inspection(inspection.verdict)
         if inspection.body is not None and self.too_large(len(inspection.body)):
             return self.reject_too_large()
-        if enforce and inspection.decision == "block":
+        blocked = enforce and inspection.decision == "block"
+        # One limiter call per request: charge the findings to the caller's security debt and,
+        # unless the traps already refuse the request, take a token from its bucket.
+        limit = await self.limiter.check(
+            ctx.identity, ctx.tier, cost=0.0 if blocked else 1.0, debt=inspection.verdict.weight
+        )
+        if blocked:
             rules = tuple(inspection.verdict.blocking_rules)
-            return self._count(Outcome("block", inspection, rules=rules))
-        limit = await self.limiter.check(ctx.identity, 1.0)
-        if not limit.allowed:
+            return self._count(Outcome("block", inspection, limit, rules=rules))
+        if limit.reason == "debt":
+            self.metrics.debt_refusals.inc()
+            if (ctx.route or self.policy.default).shadow:
+                self.metrics.shadow_decisions.labels("block").inc()
+            else:
+                decision = (
+                    "throttle" if self.settings.limiter.debt.action == "throttle" else "block"
+                )
+                return self._count(Outcome(decision, inspection, limit, rules=(DEBT_RULE,)))
+        elif not limit.allowed:
             return self._count(Outcome("throttle", inspection, limit))
         decision = inspection.decision if enforce else "allow"
         return self._count(Outcome(decision, inspection, limit, decoded=decoded))

@@ -54,7 +54,7 @@ def build_redactor(settings: Settings) -> Redactor:
 def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
     traps = TrapSet.from_settings(settings.traps)
     metrics.rules_loaded.set(len(traps))
-    limiter = make_limiter(settings.limiter)
+    limiter = make_limiter(settings.limiter, metrics)
     return Pipeline(settings, traps, limiter, metrics, build_redactor(settings))
 
 

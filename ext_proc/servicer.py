@@ -34,9 +34,11 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from envoy.type.v3 import http_status_pb2
 
 from ext_proc.config import IdentitySettings
+from ext_proc.limiter import LimitVerdict
 from ext_proc.metrics import Metrics
 from ext_proc.pipeline import Outcome, Pipeline, RequestContext
 from ext_proc.stream import SseRedactor
+from ext_proc.tiers import TierResolver
 
 __all__ = ["ExtProcServicer"]
 
@@ -135,6 +137,20 @@ class _Stream:
 
     ctx: RequestContext | None = None
     sse: SseRedactor | None = None
+    limit: LimitVerdict | None = None  # the limiter's answer, for RateLimit response headers
+
+
+def _with_headers(
+    reply: pb.ProcessingResponse, headers: list[tuple[str, str]]
+) -> pb.ProcessingResponse:
+    """A copy of a response-headers reply that also sets ``headers``."""
+    if not headers:
+        return reply
+    out = pb.ProcessingResponse()
+    out.CopyFrom(reply)
+    mutation = out.response_headers.response.header_mutation
+    mutation.set_headers.extend(_header(k, v) for k, v in headers)
+    return out
 
 
 def _rid(st: _Stream) -> str:
@@ -147,6 +163,8 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         self.identity_header = identity.header
         self.identity_max = identity.max_length
         self.metrics = metrics
+        self.tiers = TierResolver(pipeline.settings.limiter.tier_from)
+        self.ratelimit_headers = pipeline.settings.limiter.headers
         self._headers_seconds = metrics.processing_seconds.labels("request_headers")
         self._body_seconds = metrics.processing_seconds.labels("request_body")
 
@@ -161,6 +179,11 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         request_id = headers.get("x-request-id") or attrs.get("request.id") or uuid.uuid4().hex
         length = headers.get("content-length")
         path = headers.get(":path") or str(attrs.get("request.path", ""))
+        tier = None
+        if self.tiers.enabled:
+            tier = self.tiers.resolve(
+                lambda name: headers.get(name) or attrs.get(f"request.headers['{name}']")
+            )
         return RequestContext(
             request_id=str(request_id),
             identity=str(identity)[: self.identity_max],
@@ -169,6 +192,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             content_length=int(length) if length and length.isdigit() else None,
             route=self.pipeline.policy.route_for(path, headers),
             content_encoding=headers.get("content-encoding", "").strip().lower(),
+            tier=tier,
         )
 
     @staticmethod
@@ -181,6 +205,20 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     # -- replies ---------------------------------------------------------------------------
     def _reply(self, ctx: RequestContext, outcome: Outcome, phase: str) -> pb.ProcessingResponse:
         decision = outcome.decision
+        limit = outcome.limit
+        if limit is not None and limit.reason == "debt" and decision in ("block", "throttle"):
+            retry = limit.retry_after_header
+            log.info("refused for security debt request_id=%s", ctx.request_id)
+            return _immediate(
+                403 if decision == "block" else 429,
+                {
+                    "error": "refused: this caller's security debt is over its limit",
+                    "retry_after": int(retry),
+                    "request_id": ctx.request_id,
+                },
+                "godel_debt",
+                {"retry-after": retry, "x-request-id": ctx.request_id},
+            )
         if decision == "block":
             log.info("blocked request_id=%s rules=%s", ctx.request_id, ",".join(outcome.rules))
             return _immediate(
@@ -194,8 +232,9 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 {"x-request-id": ctx.request_id},
             )
         if decision == "throttle":
-            assert outcome.limit is not None
-            retry = outcome.limit.retry_after_header
+            assert limit is not None
+            retry = limit.retry_after_header
+            extra = dict(limit.ratelimit_headers()) if self.ratelimit_headers else {}
             return _immediate(
                 429,
                 {
@@ -204,7 +243,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                     "request_id": ctx.request_id,
                 },
                 "godel_throttle",
-                {"retry-after": retry, "x-request-id": ctx.request_id},
+                {"retry-after": retry, "x-request-id": ctx.request_id, **extra},
             )
         if decision == "too_large":
             return _immediate(
@@ -245,7 +284,9 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             if ctx.content_length is not None and self.pipeline.too_large(ctx.content_length):
                 reply = self._reply(ctx, self.pipeline.reject_too_large(), kind)
             elif req.request_headers.end_of_stream:
-                reply = self._reply(ctx, await self.pipeline.decide(ctx, None), kind)
+                outcome = await self.pipeline.decide(ctx, None)
+                st.limit = outcome.limit
+                reply = self._reply(ctx, outcome, kind)
             else:
                 reply = _CONTINUE_HEADERS
             responses = self.pipeline.settings.responses  # read per request: reload swaps it
@@ -264,11 +305,16 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 st.ctx = self._context(None, _attributes(req))
             body = req.request_body.body
             self.metrics.body_bytes.observe(len(body))
-            reply = self._reply(st.ctx, await self.pipeline.decide(st.ctx, body), kind)
+            outcome = await self.pipeline.decide(st.ctx, body)
+            st.limit = outcome.limit
+            reply = self._reply(st.ctx, outcome, kind)
             self._body_seconds.observe(time.perf_counter() - started)
             return reply
         if kind == "response_headers":
-            return self._on_response_headers(req.response_headers, st)
+            reply = self._on_response_headers(req.response_headers, st)
+            if self.ratelimit_headers and st.limit is not None:
+                reply = _with_headers(reply, st.limit.ratelimit_headers())
+            return reply
         if kind == "response_body":
             return self._on_response_body(req.response_body, st)
         passthrough = _PASS_THROUGH.get(kind or "")

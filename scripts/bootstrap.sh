@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(hey curl)   # hey: load generator for bench/
+# hey: load generator for bench/; redis-server/redis-tools: the limiter's tests and bench
+# (Redis 7 for Functions); faketime: clock skew injected into one process in the tests.
+APT_PACKAGES=(hey curl redis-server redis-tools faketime)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ext_proc.config import ENV_PREFIX, RouteRule, Settings
+from ext_proc.config import ENV_PREFIX, RouteRule, Settings, TierSettings
 
 HEADER = """# Configuration
 
@@ -39,10 +39,11 @@ def _default(value: Any) -> str:
 
 def _section(model: type[BaseModel], path: list[str], out: list[str]) -> None:
     rows = []
+    nested: list[tuple[type[BaseModel], list[str]]] = []
     for name, field in model.model_fields.items():
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            _section(ann, [*path, name], out)
+            nested.append((ann, [*path, name]))
             continue
         default = field.get_default(call_default_factory=True)
         env = ENV_PREFIX + "__".join(p.upper() for p in [*path, name])
@@ -52,6 +53,8 @@ def _section(model: type[BaseModel], path: list[str], out: list[str]) -> None:
         out.append("| key | default | environment | meaning |")
         out.append("|---|---|---|---|")
         out.extend(rows)
+    for sub, sub_path in nested:
+        _section(sub, sub_path, out)
 
 
 def render() -> str:
@@ -61,6 +64,11 @@ def render() -> str:
         assert isinstance(ann, type)
         assert issubclass(ann, BaseModel)
         _section(ann, [name], out)
+    out.append("\n## `limiter.tiers.<name>` (each tier)\n")
+    out.append("| key | default | meaning |")
+    out.append("|---|---|---|")
+    for name, field in TierSettings.model_fields.items():
+        out.append(f"| `{name}` | {_default(field.default)} | {field.description} |")
     out.append("\n## `policy.routes[]` (each entry)\n")
     out.append("| key | default | meaning |")
     out.append("|---|---|---|")
