@@ -4,8 +4,8 @@ Each transform rewrites the *payload* of a :class:`corpus.Sample` (the secret, t
 the injection sentence) and leaves the carrier as it is, so the label still holds: a gateway that
 decodes or canonicalises what it scans should find the same thing. Transforms that would not change
 a payload (homoglyphs of a digits-only card number) yield nothing, so they do not inflate recall.
-``gzip`` and ``sse-split`` need the HTTP path (a Content-Encoding, a stream of events) and are
-reported as not applicable by the offline harness.
+``gzip`` and ``sse-split`` need the HTTP path (a Content-Encoding, a stream of events); they are
+built and run by :mod:`httppath`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from corpus import Sample, with_payload
 
-__all__ = ["EVASIONS", "NOT_OFFLINE", "Evasion", "apply_all", "apply_evasion"]
+__all__ = ["EVASIONS", "Evasion", "apply_all", "apply_evasion"]
 
 ZERO_WIDTH = ("\u200b", "\u200c", "\u200d", "\u2060")
 # Latin letter -> visually identical Cyrillic or Greek letter.
@@ -104,11 +104,6 @@ EVASIONS: tuple[Evasion, ...] = (
     Evasion("fullwidth", "ASCII letters and digits as fullwidth forms", None, _fullwidth),
     Evasion("homoglyph", "some Latin letters as Cyrillic/Greek look-alikes", None, _homoglyph),
     Evasion("leetspeak", "letters as digits (a->4, e->3 ...)", frozenset({"injection"}), _leet),
-)
-# Evasions that exist only on the HTTP path; the offline harness lists them as n/a.
-NOT_OFFLINE: tuple[tuple[str, str], ...] = (
-    ("gzip", "body sent with Content-Encoding: gzip"),
-    ("sse-split", "payload split across SSE events / body chunks"),
 )
 
 

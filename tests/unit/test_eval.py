@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import random
 import sys
@@ -19,6 +20,7 @@ sys.path.insert(0, str(ROOT / "eval"))
 
 import corpus  # noqa: E402  (eval/ holds scripts, not a package)
 import evasions  # noqa: E402
+import httppath  # noqa: E402
 import run  # noqa: E402
 from corpus import Sample  # noqa: E402
 
@@ -242,3 +244,78 @@ def test_scan_survives_a_crashing_godel(tmp_path: Path) -> None:
     assert results["a"].categories == {"secret"}
     assert results["c"].categories == {"secret"}
     assert results["d"].categories == frozenset()
+
+
+def _tiny(plain: list[Sample]) -> list[Sample]:
+    """A few short positives of each category (plain and JSON carriers), and two benign lines."""
+    out: list[Sample] = []
+    for label in ("secret", "pii", "injection"):
+        for is_json in (False, True):
+            short = [s for s in plain if s.label == label and s.json == is_json]
+            out += sorted(short, key=lambda s: len(s.payload))[:2]
+    return out + [s for s in plain if s.label == "benign"][:2]
+
+
+def test_http_cases_carry_the_line_and_split_inside_the_payload(plain: list[Sample]) -> None:
+    cases = httppath.build_cases(plain, 3)
+    again = httppath.build_cases(corpus.build_corpus(seed=3), 3)
+    assert [c.chunks for c in cases] == [c.chunks for c in again]
+    names = {c.sample.evasion for c in cases}
+    assert names == {name for name, _ in httppath.HTTP_EVASIONS}
+    positives = [s for s in plain if s.label != "benign"]
+    assert sum(c.sample.evasion == httppath.GZIP for c in cases) == len(positives)
+    by_id = {s.id: s for s in plain}
+    for c in cases:
+        base = by_id[c.sample.id.rsplit("~", 1)[0]]
+        assert c.sample.label == base.label != "benign"
+        if c.sample.evasion == httppath.GZIP:
+            assert c.chunks == (gzip.compress(base.text.encode("utf-8", "surrogatepass"), mtime=0),)
+            assert gzip.decompress(c.chunks[0]).decode("utf-8", "surrogatepass") == base.text
+            continue
+        text, start, end = httppath.stream_text(base)
+        assert text[start:end] == base.payload
+        stream = b"".join(c.chunks)
+        assert len(c.chunks) >= 3  # at least two events for the payload, and a [DONE]
+        assert httppath.client_text(stream) == text
+        # The payload never sits whole in one event: it is cut inside.
+        for event in stream.split(b"\n\n"):
+            assert base.payload not in httppath.client_text(event + b"\n\n")
+
+
+def test_http_columns_are_measured_through_the_servicer(plain: list[Sample]) -> None:
+    """A tiny corpus through the whole harness: gzip and the SSE columns hold numbers, not n/a."""
+    tiny = _tiny(plain)
+    cases = httppath.build_cases(tiny, 3)
+    results, crashes = run.scan(tiny, run.DEFAULT_POLICY, run.godel_binary())
+    assert not crashes
+    http = httppath.run_cases(cases, run.DEFAULT_POLICY)
+    assert set(http) == {c.sample.id for c in cases}
+    for sid, r in http.items():
+        results[sid] = run.Result(r.categories, r.entropy)
+    evaded = [c.sample for c in cases]
+    sc = run.score(tiny, evaded, results)
+    for label in ("secret", "pii", "injection"):
+        assert sc.recall[label].value == pytest.approx(1.0)
+        # Short payloads: the compressed body and the chat stream lose nothing.
+        for name in (httppath.GZIP, httppath.SSE_CHAT):
+            ratio = sc.evasion[(label, name)]
+            assert ratio.total == 4
+            assert ratio.value == pytest.approx(1.0), (label, name)
+        assert sc.evasion[(label, httppath.SSE_PLAIN)].total == 4
+    # A redacted stream: the client read the text with the payload replaced.
+    chat = [c for c in cases if c.sample.evasion == httppath.SSE_CHAT]
+    for c in chat:
+        if c.sample.label != "injection":
+            assert c.sample.payload not in http[c.sample.id].text
+            assert "[REDACTED:" in http[c.sample.id].text
+    text = run.render(sc, tiny, evaded, ["header"]).text()
+    assert "n/a (needs" not in text
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("| category | plain |"))
+    cols = [c.strip() for c in lines[at].strip("|").split("|")]
+    for label, row in zip(("secret", "pii", "injection"), lines[at + 2 : at + 5], strict=True):
+        assert row.startswith(f"| {label} | ")
+        cells = dict(zip(cols, (c.strip() for c in row.strip("|").split("|")), strict=True))
+        assert cells["gzip"] == "1.000 (+0.0)"
+        assert cells["sse-split"] == "1.000 (+0.0)"
+        assert cells["sse-split-plain"] != "n/a"
