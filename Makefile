@@ -68,8 +68,9 @@ eval: install ## detection quality: precision, recall, evasions on generated cor
 	$(PY) eval/run.py --check
 
 .PHONY: bench
-bench: install ## end-to-end benchmark: Envoy with and without Godel, plus cargo bench
+bench: install ## benchmarks: Envoy with and without Godel, the Redis limiter vs its anchors, cargo bench
 	$(PY) bench/extproc_overhead.py
+	$(PY) bench/ratelimit_throughput.py
 	cargo bench --locked --bench traps -- --quick
 
 .PHONY: clean

@@ -338,39 +338,69 @@ def start_redis(
         ],
         workdir / f"{name}-{port}.log",
     ).start()
-    _wait_port(port, 20, proc)
+    try:
+        _wait_port(port, 20, proc)
+    except BaseException:
+        proc.stop(grace=2)
+        raise
     return proc, port
 
 
 def start_redis_cluster(workdir: Path, nodes: int = 3) -> list[tuple[Proc, int]]:
     """A local Redis Cluster of ``nodes`` primaries (no replicas), slots assigned, ready."""
-    servers = [
-        start_redis(
-            workdir,
-            extra=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"),
-            name="cluster",
-        )
-        for _ in range(nodes)
-    ]
-    cli = shutil.which("redis-cli") or "redis-cli"
-    subprocess.run(  # noqa: S603 - fixed argv, loopback only
-        [cli, "--cluster", "create", *(f"{LOOPBACK}:{p}" for _, p in servers)]
-        + ["--cluster-replicas", "0", "--cluster-yes"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        out = subprocess.run(  # noqa: S603
-            [cli, "-p", str(servers[0][1]), "cluster", "info"],
+    servers: list[tuple[Proc, int]] = []
+    try:
+        for _ in range(nodes):
+            # The bus port defaults to port + 10000, which overflows for high ephemeral ports.
+            bus = ("--cluster-port", str(free_port()))
+            servers.append(
+                start_redis(
+                    workdir,
+                    extra=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000", *bus),
+                    name="cluster",
+                )
+            )
+        cli = shutil.which("redis-cli") or "redis-cli"
+        created = subprocess.run(  # noqa: S603 - fixed argv, loopback only
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"{LOOPBACK}:{p}" for _, p in servers),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=False,
             capture_output=True,
             text=True,
-            timeout=10,
-        ).stdout
-        if "cluster_state:ok" in out:
-            return servers
-        time.sleep(0.1)
+            timeout=60,
+        )
+        if created.returncode != 0:
+            raise RuntimeError(
+                f"redis-cli --cluster create failed:\n{created.stdout}{created.stderr}"
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            # Every node must agree, not only the first: until then some answer CLUSTERDOWN.
+            states = [
+                subprocess.run(  # noqa: S603
+                    [cli, "-p", str(port), "cluster", "info"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                ).stdout
+                for _, port in servers
+            ]
+            if all("cluster_state:ok" in out and "cluster_slots_ok:16384" in out for out in states):
+                return servers
+            time.sleep(0.1)
+    except BaseException:
+        for proc, _ in servers:
+            proc.stop(grace=2)
+        raise
+    for proc, _ in servers:
+        proc.stop(grace=2)
     raise TimeoutError("redis cluster did not reach cluster_state:ok")
 
 

@@ -121,6 +121,8 @@ class Limiter(Protocol):
         self, identity: str, tier: str | None = None, cost: float = 1.0, debt: float = 0.0
     ) -> LimitVerdict: ...
 
+    async def start(self) -> bool: ...
+
     async def ready(self) -> bool: ...
 
     async def close(self) -> None: ...
@@ -181,6 +183,9 @@ class LocalTokenBucket:
         self, identity: str, tier: str | None = None, cost: float = 1.0, debt: float = 0.0
     ) -> LimitVerdict:
         return self.take(identity, cost)
+
+    async def start(self) -> bool:
+        return True
 
     async def ready(self) -> bool:
         return True
@@ -273,6 +278,9 @@ class LocalLimiter:
         self, identity: str, tier: str | None = None, cost: float = 1.0, debt: float = 0.0
     ) -> LimitVerdict:
         return self.decide(identity, self.tiers.get(tier), cost, debt)
+
+    async def start(self) -> bool:
+        return True
 
     async def ready(self) -> bool:
         return True

@@ -18,10 +18,12 @@ retried. Every fallback decision is counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
 import time
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -31,14 +33,22 @@ import redis.asyncio as aredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import AskError, MovedError, NoScriptError, RedisError, ResponseError
 
 from ext_proc.config import FailurePolicy, LimiterSettings, RedisSettings
 from ext_proc.keys import SecretBytes
 from ext_proc.limiter import LimitVerdict, LocalLimiter, Reason, Tier, Tiers
 from ext_proc.metrics import Metrics
 
-__all__ = ["FUNCTION", "LIBRARY", "RedisLimiter", "connect", "library_code", "script_code"]
+__all__ = [
+    "FUNCTION",
+    "LIBRARY",
+    "Connection",
+    "RedisLimiter",
+    "connect",
+    "library_code",
+    "script_code",
+]
 
 log = logging.getLogger("godel.limiter")
 
@@ -78,7 +88,22 @@ def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
     return out
 
 
-def connect(cfg: RedisSettings, password: SecretBytes | None) -> aredis.Redis | RedisCluster:
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A client from :func:`connect`, and the Sentinel clients behind it (closed together)."""
+
+    client: aredis.Redis | RedisCluster
+    sentinel: Sentinel | None = None
+
+    async def close(self) -> None:
+        try:
+            await self.client.aclose()
+        finally:
+            for node in self.sentinel.sentinels if self.sentinel is not None else ():
+                await node.aclose()
+
+
+def connect(cfg: RedisSettings, password: SecretBytes | None) -> Connection:
     """A client for ``cfg.url``: one server, Sentinel or Cluster, TLS for ``rediss``."""
     scheme = cfg.url.split("://", 1)[0]
     secret = password.reveal().decode("utf-8") if password is not None else None
@@ -96,8 +121,10 @@ def connect(cfg: RedisSettings, password: SecretBytes | None) -> aredis.Redis | 
     if scheme.endswith("+cluster"):
         split = urlsplit(cfg.url)
         nodes = [ClusterNode(h, p) for h, p in _hosts(split.netloc, 6379)]
-        return RedisCluster(
-            startup_nodes=nodes, max_connections=cfg.max_connections, **common, **tls_args
+        return Connection(
+            RedisCluster(
+                startup_nodes=nodes, max_connections=cfg.max_connections, **common, **tls_args
+            )
         )
     if scheme.endswith("+sentinel"):
         split = urlsplit(cfg.url)
@@ -109,12 +136,12 @@ def connect(cfg: RedisSettings, password: SecretBytes | None) -> aredis.Redis | 
             **common,
             **tls_args,
         )
-        client: aredis.Redis = sentinel.master_for(service, db=db)
-        return client
+        return Connection(sentinel.master_for(service, db=db), sentinel)
     extra: dict[str, Any] = (
         {"ssl_ca_certs": str(cfg.tls_ca_file)} if tls and cfg.tls_ca_file else {}
     )
-    return aredis.Redis.from_url(cfg.url, max_connections=cfg.max_connections, **common, **extra)
+    client = aredis.Redis.from_url(cfg.url, max_connections=cfg.max_connections, **common, **extra)
+    return Connection(client)
 
 
 class RedisLimiter:
@@ -134,7 +161,7 @@ class RedisLimiter:
         self.metrics = metrics if metrics is not None else Metrics()
         self._password = password
         self._pseudonym_key = pseudonym_key
-        self._client: aredis.Redis | RedisCluster | None = None
+        self._client: Connection | None = None
         self._cluster = self.cfg.url.split("://", 1)[0].endswith("+cluster")
         self._mode: str | None = None  # "functions" or "eval" once loaded
         self._sha = hashlib.sha1(script_code().encode(), usedforsecurity=False).hexdigest()
@@ -213,6 +240,17 @@ class RedisLimiter:
             loop.call_soon(self._kick)
         return await fut
 
+    async def start(self, wait: float = 5.0) -> bool:
+        """Connect and load the function (or script) before traffic arrives. A failure is
+        logged, not raised: requests then get the failure policy until Redis answers."""
+        try:
+            await asyncio.wait_for(self._load(), wait)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("redis limiter not reachable at start (%s)", type(exc).__name__)
+            return False
+        self._up.set(1)
+        return True
+
     async def ready(self) -> bool:
         # With a local or open failure policy this process can answer without Redis.
         closed = self.settings.on_error == "closed" or (
@@ -226,7 +264,7 @@ class RedisLimiter:
         for task in list(self._tasks):
             task.cancel()
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     # -- batching ----------------------------------------------------------------------------
@@ -334,13 +372,24 @@ class RedisLimiter:
             )
         self._down_until = time.monotonic() + self.cfg.retry_interval_ms / 1000
         self._up.set(0)
-        # A timed-out call may leave a half-read connection behind; redis-py drops it.
+        # Pooled connections to a server that went away are all stale: start afresh (and load
+        # the code again) at the next attempt rather than failing once per stale connection.
+        if self._client is not None:
+            old, self._client, self._mode = self._client, None, None
+            task = asyncio.ensure_future(self._close_quietly(old))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _close_quietly(conn: Connection) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await conn.close()
 
     # -- talking to Redis --------------------------------------------------------------------
     def _redis(self) -> aredis.Redis | RedisCluster:
         if self._client is None:
             self._client = connect(self.cfg, self._password)
-        return self._client
+        return self._client.client
 
     async def _load(self) -> None:
         client = self._redis()
@@ -365,6 +414,12 @@ class RedisLimiter:
             return await self._invoke(keys, args)
         except NoScriptError:
             pass
+        except (MovedError, AskError):
+            # Slots moved (resharding, failover): refresh the slot map and retry once.
+            cluster = self._redis()
+            assert isinstance(cluster, RedisCluster)
+            await cluster.nodes_manager.initialize()
+            return await self._invoke(keys, args)
         except ResponseError as exc:
             if "function not found" not in str(exc).lower():
                 raise
@@ -382,30 +437,49 @@ class RedisLimiter:
             assert isinstance(client, aredis.Redis)
             return await self._raw(client, (*head, len(keys), *keys, *args))
         assert isinstance(client, RedisCluster)
-        # One call per slot (a call's keys must share one); sent concurrently.
-        groups: dict[int, list[int]] = {}
-        for i in range(len(keys) // 2):
-            groups.setdefault(key_slot(keys[2 * i].encode()), []).append(i)
-        order = list(groups.values())
+        return await self._cluster_invoke(client, head, keys, args)
 
+    @staticmethod
+    async def _cluster_invoke(
+        client: RedisCluster, head: tuple[Any, ...], keys: list[str], args: list[str]
+    ) -> list[Any]:
+        """Cluster: one call per hash slot (a call's keys must share one), and the calls for
+        one primary pipelined on one connection, so a batch costs one round trip per node."""
         tiers = int(args[0])
-        head_args = args[: 1 + 6 * tiers]
-        body = args[1 + 6 * tiers :]
-
-        async def one(idx: list[int]) -> list[Any]:
+        tier_args, body = args[: 1 + 6 * tiers], args[1 + 6 * tiers :]
+        slots: dict[int, list[int]] = {}
+        for i in range(len(keys) // 2):
+            slots.setdefault(key_slot(keys[2 * i].encode()), []).append(i)
+        nodes: dict[str, ClusterNode] = {}
+        per_node: dict[str, list[tuple[list[int], bytes]]] = {}
+        for idx in slots.values():
             ks = [k for i in idx for k in keys[2 * i : 2 * i + 2]]
-            av = head_args + [a for i in idx for a in body[3 * i : 3 * i + 3]]
+            av = tier_args + [a for i in idx for a in body[3 * i : 3 * i + 3]]
             node = client.get_node_from_key(ks[0])
-            out: list[Any] = await client.execute_command(
-                *head, len(ks), *ks, *av, target_nodes=node
-            )
-            return out
+            if node is None:
+                raise RedisError("no cluster node serves this slot")
+            nodes[node.name] = node
+            packed = hiredis.pack_command((*head, len(ks), *ks, *av))
+            per_node.setdefault(node.name, []).append((idx, packed))
 
-        parts = await asyncio.gather(*(one(idx) for idx in order))
-        reply = [None] * (2 * len(keys))
-        for idx, part in zip(order, parts, strict=True):
-            for j, i in enumerate(idx):
-                reply[4 * i : 4 * i + 4] = part[4 * j : 4 * j + 4]
+        async def on_node(name: str) -> list[tuple[list[int], Any]]:
+            node, calls = nodes[name], per_node[name]
+            conn = node.acquire_connection()
+            try:
+                await conn.send_packed_command(b"".join(c for _, c in calls), check_health=False)
+                replies = [await conn.read_response() for _ in calls]
+            except BaseException:
+                await conn.disconnect()  # unread replies would put the next caller out of step
+                raise
+            finally:
+                node.release(conn)
+            return [(idx, reply) for (idx, _), reply in zip(calls, replies, strict=True)]
+
+        reply: list[Any] = [None] * (2 * len(keys))
+        for part in await asyncio.gather(*(on_node(name) for name in per_node)):
+            for idx, out in part:
+                for j, i in enumerate(idx):
+                    reply[4 * i : 4 * i + 4] = out[4 * j : 4 * j + 4]
         return reply
 
     @staticmethod

@@ -124,6 +124,7 @@ class GodelServer:
     async def start(self) -> None:
         s = self.settings.server
         self.pipeline = build_pipeline(self.settings, self.metrics)
+        await self.pipeline.limiter.start()
         limit = s.max_body_bytes + GRPC_MESSAGE_HEADROOM
         self.grpc = grpc.aio.server(
             options=[

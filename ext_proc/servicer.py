@@ -36,7 +36,7 @@ from envoy.type.v3 import http_status_pb2
 from ext_proc.config import IdentitySettings
 from ext_proc.limiter import LimitVerdict
 from ext_proc.metrics import Metrics
-from ext_proc.pipeline import Outcome, Pipeline, RequestContext
+from ext_proc.pipeline import DEBT_RULE, Outcome, Pipeline, RequestContext
 from ext_proc.stream import SseRedactor
 from ext_proc.tiers import TierResolver
 
@@ -206,7 +206,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     def _reply(self, ctx: RequestContext, outcome: Outcome, phase: str) -> pb.ProcessingResponse:
         decision = outcome.decision
         limit = outcome.limit
-        if limit is not None and limit.reason == "debt" and decision in ("block", "throttle"):
+        if limit is not None and outcome.rules == (DEBT_RULE,):
             retry = limit.retry_after_header
             log.info("refused for security debt request_id=%s", ctx.request_id)
             return _immediate(
