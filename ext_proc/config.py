@@ -295,11 +295,13 @@ class ResponseSettings(_Section):
         "unknown-length non-SSE responses pass unscanned (counted in metrics).",
     )
     sse_hold_chars: int = Field(
-        128,
+        1024,
         ge=16,
         le=65536,
-        description="Characters of a streamed response held back until more text arrives, so "
-        "a secret split across events is seen whole. Longest secret to catch across events.",
+        description="Most characters of a streamed response held back while they may still be "
+        "part of a secret (an unfinished token, a spaced number, a finding reaching into them). "
+        "A single token longer than this is released in part before it ends, so a secret longer "
+        "than this can leak (counted in godel_sse_hold_overflows_total).",
     )
     strip_accept_encoding: bool = Field(
         True,
