@@ -19,8 +19,10 @@ stream across events: ``{"delta": {"content": "AKIAIOSF"}}`` then ``{"delta": {"
 * holds back every character that could still become part of a finding: the trailing
   unfinished token (a run of non-whitespace: more of it may arrive), a trailing run of short
   digit/capital groups separated by single spaces (card, IBAN, phone and SSN formats are written
-  that way; at most :data:`GROUP_RUN` characters), and any finding reaching into that held
-  part. Text before that flows on with the event that brought it;
+  that way; at most :data:`GROUP_RUN` characters), a private key block whose footer has not
+  arrived (from its ``-----BEGIN ... PRIVATE KEY-----`` header, while only key lines follow),
+  and any finding reaching into that held part. Text before that flows on with the event that
+  brought it;
 * never holds more than ``hold`` characters: when an unfinished token grows past it, its start is
   released (a finding already matched in it is released redacted, whole). A secret written as
   one token longer than ``hold`` can therefore leak; each such forced release is counted in
@@ -85,6 +87,20 @@ _SEP = b"\n\n"
 _GROUP = re.compile(r"[0-9A-Z+().\-/]{0,7}[0-9A-Z)]")
 _GROUP_PREFIX = re.compile(r"[0-9A-Z+().\-/]{1,8}")
 _GAP = frozenset(" \t")
+
+# A private key block: its header is a finding on its own, but the base64 body that follows
+# only becomes part of one when the footer arrives (private-key-block matches header through
+# footer "when present"). So an open block, a header followed by nothing but body lines so
+# far, is held from its header.
+_KEY_BEGIN = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----"
+)
+_KEY_BEGIN_PARTIAL = re.compile(r"(?:-----BEGIN|---- BEGIN)[A-Z0-9 ]*-{0,4}\Z")
+_KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|---- END SSH2 ")
+_KEY_LINE_BREAK = re.compile(r"\r?\n|\\r\\n|\\n")  # a newline, or one escaped in JSON
+_KEY_LINE = re.compile(  # base64, a header field, or the start of the footer
+    r'[ \t"]*(?:[A-Za-z0-9+/=]*|[A-Za-z][A-Za-z0-9-]*: [^\n]*|-[-A-Z0-9 ]*)[ \t]*'
+)
 
 CHAT, ANTHROPIC, RESPONSES, PLAIN = "chat", "anthropic", "responses", "plain"
 _DELTAS = frozenset({CHAT, ANTHROPIC, RESPONSES})  # text may move on to the next delta event
@@ -204,7 +220,7 @@ class SseRedactor:
     """Stateful redactor for one SSE response stream (see the module docstring)."""
 
     redact: TextRedactor
-    hold: int = 1024
+    hold: int = 4096
     context: int = 256
     findings: int = 0  # redactions released so far
     forced: int = 0  # releases the hold cap forced into an unfinished token
@@ -298,6 +314,9 @@ class SseRedactor:
         """Where the releasable text ends: before anything that may still become a finding."""
         n = len(window)
         cut = _hold_start(window, base)
+        block = _open_key_block(window)
+        if block is not None and block < cut:
+            cut = max(block, base)
         while True:
             before = cut
             for sp in reversed(spans):  # sorted and disjoint: one pass from the end suffices
@@ -394,3 +413,19 @@ def _hold_start(window: str, base: int) -> int:
     if run < hold and any(ch.isdigit() for ch in window[run:n]):
         return run
     return hold
+
+
+def _open_key_block(window: str) -> int | None:
+    """Start of a private key block whose footer has not arrived yet, if the text after its
+    header is still nothing but key lines (base64, ``Field: value`` headers)."""
+    partial = _KEY_BEGIN_PARTIAL.search(window)
+    if partial is not None:
+        return partial.start()  # a header still arriving
+    begins = list(_KEY_BEGIN.finditer(window))
+    if not begins or _KEY_END.search(window, begins[-1].end()):
+        return None
+    begin = begins[-1]
+    lines = _KEY_LINE_BREAK.split(window[begin.end() :])
+    if all(_KEY_LINE.fullmatch(line) for line in lines):
+        return begin.start()
+    return None

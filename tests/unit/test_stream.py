@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import string
 
 import pytest
 
@@ -215,3 +217,18 @@ def test_anthropic_text_deltas_are_followed(pipeline: Pipeline) -> None:
     ]
     assert "".join(texts) == "my key is [REDACTED:aws-access-key] ok"
     assert out.endswith(stop)
+
+
+def test_private_key_block_is_held_until_its_footer(pipeline: Pipeline) -> None:
+    """The header matches alone; the body joins the finding only when the footer arrives."""
+    rng = random.Random(5)  # noqa: S311 - fabricated test data
+    alphabet = string.ascii_letters + string.digits + "+/"
+    lines = ["".join(rng.choice(alphabet) for _ in range(64)) for _ in range(25)]  # fabricated
+    key = "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END RSA PRIVATE KEY-----"
+    reply = f"Here it is:\n{key}\nKeep it safe."
+    stream = b"".join(event(reply[i : i + 9]) for i in range(0, len(reply), 9))
+    redactor = SseRedactor(pipeline.redact_text)
+    out = run(redactor, stream + event(None, "stop"), 100)
+    assert not any(line[:16] in out.decode() for line in lines)
+    assert text_of(out) == "Here it is:\n[REDACTED:private-key-block]\nKeep it safe."
+    assert redactor.forced == 0
