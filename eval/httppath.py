@@ -23,9 +23,9 @@ end-to-end tests (tests/e2e) send the same shapes over HTTP through a real Envoy
 A streamed response is never refused, only rewritten: the stream scanner
 (:class:`~ext_proc.stream.SseRedactor`) counts the findings it redacts in what it releases. For
 the stream columns a category counts as found when a finding of that category is among those
-counted ones. The harness reads their categories from the pipeline inspection behind each
-counted redaction (:class:`RecordingSse`); the servicer builds the redactor, the harness only
-swaps in that recording subclass with the same arguments. Entropy findings are ``log`` in the
+counted ones. The harness reads their categories from the redactions the redactor counts
+(:class:`RecordingSse`); the servicer builds the redactor, the harness only swaps in that
+recording subclass with the same arguments. Entropy findings are ``log`` in the
 eval policy, so a stream never redacts them and they never count there.
 """
 
@@ -47,11 +47,10 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from ext_proc.config import Settings, load_config
 from ext_proc.metrics import Metrics
-from ext_proc.pipeline import Inspection, Outcome, Pipeline, RequestContext
-from ext_proc.policy import RoutePolicy
+from ext_proc.pipeline import Outcome, Pipeline, RequestContext
 from ext_proc.server import build_pipeline
 from ext_proc.servicer import ExtProcServicer, _Stream
-from ext_proc.stream import SseRedactor
+from ext_proc.stream import SseRedactor, TextSpan
 from ext_proc.traps import ENTROPY_CATEGORY
 
 __all__ = [
@@ -187,61 +186,32 @@ def build_cases(samples: Sequence[Sample], seed: int) -> list[HttpCase]:
 
 # -- running them ---------------------------------------------------------------------------------
 class RecordingPipeline(Pipeline):
-    """The server's pipeline, remembering its last request outcome and last response inspection
-    (the servicer turns them into replies that do not name every finding's category)."""
+    """The server's pipeline, remembering its last request outcome (the servicer turns it into
+    a reply that does not name every finding's category)."""
 
     last: Outcome | None = None
-    last_response: Inspection | None = None
 
     async def decide(self, ctx: RequestContext, body: bytes | None) -> Outcome:
         outcome = await super().decide(ctx, body)
         self.last = outcome
         return outcome
 
-    def inspect(
-        self, body: bytes, *, response: bool = False, route: RoutePolicy | None = None
-    ) -> Inspection:
-        inspection = super().inspect(body, response=response, route=route)
-        if response:
-            self.last_response = inspection
-        return inspection
-
 
 class RecordingSse(SseRedactor):
-    """The servicer's stream redactor, also collecting the categories of the findings it counts.
+    """The servicer's stream redactor, also collecting the categories of the findings it counts
+    (:meth:`SseRedactor._count` receives every redaction it sends downstream)."""
 
-    In :meth:`SseRedactor._release` the last redaction call is the one whose findings are
-    counted (the whole text, or the releasable prefix when a finding reaches into the held
-    tail); :meth:`SseRedactor._release_plain` makes one call. So after either, when the count
-    grew, the pipeline's last response inspection holds exactly the counted findings.
-    """
-
-    pipeline: RecordingPipeline
     categories: set[str]
 
     @classmethod
-    def replacing(cls, sse: SseRedactor, pipeline: RecordingPipeline) -> RecordingSse:
-        new = cls(sse.redact, hold=sse.hold)
-        new.pipeline = pipeline
+    def replacing(cls, sse: SseRedactor) -> RecordingSse:
+        new = cls(sse.redact, hold=sse.hold, context=sse.context)
         new.categories = set()
         return new
 
-    def _counted(self, before: int) -> None:
-        last = self.pipeline.last_response
-        if self.findings > before and last is not None:
-            self.categories.update(f.category for f in last.verdict.to_redact)
-
-    def _release(self, text: str, final: bool) -> str:
-        before = self.findings
-        out = super()._release(text, final)
-        self._counted(before)
-        return out
-
-    def _release_plain(self, raw: bytes, data: str) -> bytes:
-        before = self.findings
-        out = super()._release_plain(raw, data)
-        self._counted(before)
-        return out
+    def _count(self, spans: Sequence[TextSpan]) -> None:
+        super()._count(spans)
+        self.categories.update(c for sp in spans for c in sp.categories)
 
 
 def _headers(items: dict[str, str]) -> pb.HttpHeaders:
@@ -317,7 +287,7 @@ class _Runner:
         reply = await self.servicer._handle(pb.ProcessingRequest(response_headers=head), st)
         if not reply.HasField("mode_override") or st.sse is None:
             raise RuntimeError("the servicer did not stream a text/event-stream response")
-        sse = st.sse = RecordingSse.replacing(st.sse, self.pipeline)
+        sse = st.sse = RecordingSse.replacing(st.sse)
         out: list[bytes] = []
         for i, chunk in enumerate(chunks):
             body = pb.HttpBody(body=chunk, end_of_stream=i == len(chunks) - 1)

@@ -295,11 +295,14 @@ class ResponseSettings(_Section):
         "unknown-length non-SSE responses pass unscanned (counted in metrics).",
     )
     sse_hold_chars: int = Field(
-        128,
+        4096,
         ge=16,
         le=65536,
-        description="Characters of a streamed response held back until more text arrives, so "
-        "a secret split across events is seen whole. Longest secret to catch across events.",
+        description="Most characters of a streamed response held back while they may still be "
+        "part of a secret (an unfinished token, a spaced number, a private key block before its "
+        "footer, a finding reaching into them); 4096 fits an RSA-4096 PEM key. "
+        "A single token longer than this is released in part before it ends, so a secret longer "
+        "than this can leak (counted in godel_sse_hold_overflows_total).",
     )
     strip_accept_encoding: bool = Field(
         True,

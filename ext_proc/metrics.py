@@ -65,6 +65,12 @@ class Metrics:
             ["mode", "decision"],
             registry=r,
         )
+        self.sse_hold_overflows = Counter(
+            "godel_sse_hold_overflows",
+            "Times a streamed response's text outgrew responses.sse_hold_chars while a token was "
+            "unfinished, so its start was released before its end was seen.",
+            registry=r,
+        )
         self.body_bytes = Histogram(
             "godel_request_body_bytes",
             "Size of request bodies inspected.",

@@ -23,7 +23,7 @@ from typing import Literal
 from ext_proc.keys import SecretBytes
 from ext_proc.traps import Finding
 
-__all__ = ["RedactionOperator", "Redactor", "is_json", "redact", "splice"]
+__all__ = ["RedactionOperator", "Redactor", "is_json", "merged_spans", "redact", "splice"]
 
 RedactionOperator = Literal["label", "mask", "hash"]
 Scanner = Callable[[bytes], Sequence[Finding]]
@@ -73,6 +73,32 @@ def _char_bounds(body: bytes, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def merged_spans(
+    body: bytes, findings: Sequence[Finding]
+) -> list[tuple[int, int, tuple[Finding, ...]]]:
+    """The byte spans :func:`splice` replaces: widened to whole UTF-8 characters, sorted,
+    overlapping ones merged, each with the findings it covers (the first names its label)."""
+    spans = sorted(
+        ((*_char_bounds(body, f.start, f.end), f) for f in findings),
+        key=lambda s: (s[0], -s[1]),
+    )
+    merged: list[tuple[int, int, tuple[Finding, ...]]] = []
+    pos = 0
+    i = 0
+    while i < len(spans):
+        start, end, first = spans[i]
+        covered = [first]
+        i += 1
+        while i < len(spans) and spans[i][0] < end:
+            end = max(end, spans[i][1])
+            covered.append(spans[i][2])
+            i += 1
+        start = max(start, pos)  # defensive: never emit bytes twice
+        merged.append((start, end, tuple(covered)))
+        pos = end
+    return merged
+
+
 def splice(body: bytes, findings: Sequence[Finding], redactor: Redactor) -> bytes:
     """Replace each span (overlapping spans merged; the first finding names the label).
 
@@ -81,22 +107,11 @@ def splice(body: bytes, findings: Sequence[Finding], redactor: Redactor) -> byte
     """
     if not findings:
         return body
-    spans = sorted(
-        ((*_char_bounds(body, f.start, f.end), f) for f in findings),
-        key=lambda s: (s[0], -s[1]),
-    )
     parts: list[bytes] = []
     pos = 0
-    i = 0
-    while i < len(spans):
-        start, end, first = spans[i]
-        i += 1
-        while i < len(spans) and spans[i][0] < end:
-            end = max(end, spans[i][1])
-            i += 1
-        start = max(start, pos)  # defensive: never emit bytes twice
+    for start, end, covered in merged_spans(body, findings):
         parts.append(body[pos:start])
-        parts.append(redactor.replacement(first, body[start:end]))
+        parts.append(redactor.replacement(covered[0], body[start:end]))
         pos = end
     parts.append(body[pos:])
     return b"".join(parts)

@@ -13,8 +13,9 @@ from ext_proc.config import Settings
 from ext_proc.errors import BodyDecodeError
 from ext_proc.limiter import Limiter, LimitVerdict
 from ext_proc.metrics import Metrics
-from ext_proc.mutate import Redactor, redact
+from ext_proc.mutate import Redactor, merged_spans, redact
 from ext_proc.policy import Policy, RoutePolicy, Verdict
+from ext_proc.stream import TextSpan
 from ext_proc.traps import TrapSet
 
 __all__ = ["Inspection", "Outcome", "Pipeline", "RequestContext"]
@@ -128,25 +129,30 @@ class Pipeline:
 
     def redact_text(
         self, text: str, route: RoutePolicy | None = None
-    ) -> tuple[str, list[tuple[int, int]], int]:
-        """Redact a response text (an SSE stream's content so far).
+    ) -> tuple[str, list[TextSpan]]:
+        """Redact a response text (a stream's text, or one event's payload).
 
-        Returns the redacted text, the character spans of the findings acted on in ``text``,
-        and their number. Used by :class:`ext_proc.stream.SseRedactor`.
+        Returns the redacted text (a JSON text stays valid JSON) and the redactions acted on:
+        character spans of ``text``, overlapping findings merged, each with its replacement.
+        Used by :class:`ext_proc.stream.SseRedactor`.
         """
         data = text.encode("utf-8", "surrogatepass")
         inspection = self.inspect(data, response=True, route=route)
         acted = inspection.verdict.to_redact
         if inspection.body is None or not acted or inspection.verdict.shadow:
-            return text, [], 0
-        spans = [
-            (
-                len(data[: f.start].decode("utf-8", "ignore")),
-                len(data[: f.end].decode("utf-8", "ignore")),
-            )
-            for f in acted
-        ]
-        return inspection.body.decode("utf-8", "replace"), spans, len(acted)
+            return text, []
+        spans: list[TextSpan] = []
+        pos, chars = 0, 0  # offsets advance monotonically: one pass over the text
+        for start, end, covered in merged_spans(data, acted):
+            chars += len(data[pos:start].decode("utf-8", "surrogatepass"))
+            width = len(data[start:end].decode("utf-8", "surrogatepass"))
+            replacement = self.redactor.replacement(covered[0], data[start:end]).decode()
+            rules = tuple(f.rule for f in covered)
+            categories = frozenset(f.category for f in covered)
+            spans.append(TextSpan(chars, chars + width, replacement, rules, categories))
+            chars += width
+            pos = end
+        return inspection.body.decode("utf-8", "replace"), spans
 
     def too_large(self, size: int) -> bool:
         return size > self.max_body_bytes

@@ -349,8 +349,10 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
 
     def _on_response_body(self, msg: pb.HttpBody, st: _Stream) -> pb.ProcessingResponse:
         if st.sse is not None:
-            before = st.sse.findings
+            before, forced = st.sse.findings, st.sse.forced
             out = st.sse.feed(msg.body, msg.end_of_stream)
+            if st.sse.forced > forced:
+                self.metrics.sse_hold_overflows.inc(st.sse.forced - forced)
             if msg.end_of_stream:
                 decision = "redact" if st.sse.findings else "allow"
                 self.metrics.responses.labels("streamed", decision).inc()
