@@ -5,7 +5,7 @@
 pub(crate) const BLOB: u8 = 1;
 /// `[A-Za-z]`.
 pub(crate) const LETTER: u8 = 2;
-/// `0 1 3 4 5 7 @ $`: folded by the leet view.
+/// `0 1 3 4 5 7 9 @ $`: folded by the leet view.
 pub(crate) const LEET: u8 = 4;
 /// `[A-Za-z0-9@$]`: part of a word for the leet view.
 pub(crate) const WORD: u8 = 8;
@@ -24,7 +24,10 @@ pub(crate) const CLASS: [u8; 256] = {
         if b.is_ascii_alphabetic() {
             c |= LETTER;
         }
-        if matches!(b, b'0' | b'1' | b'3' | b'4' | b'5' | b'7' | b'@' | b'$') {
+        if matches!(
+            b,
+            b'0' | b'1' | b'3' | b'4' | b'5' | b'7' | b'9' | b'@' | b'$'
+        ) {
             c |= LEET;
         }
         if b.is_ascii_alphanumeric() || matches!(b, b'@' | b'$') {
@@ -138,18 +141,19 @@ pub(crate) fn has_blob_run(data: &[u8], min_len: usize) -> bool {
     false
 }
 
-/// High bit of each byte of `x` set when the byte is `0 1 3 4 5 7 @ $`.
+/// High bit of each byte of `x` set when the byte is `0 1 3 4 5 7 9 @ $`.
 fn leet_lanes(x: u64) -> u64 {
     let t = x & !HIGH;
     let hit = in_range(t, b'0', b'1')
         | in_range(t, b'3', b'5')
         | in_range(t, b'7', b'7')
+        | in_range(t, b'9', b'9')
         | in_range(t, b'@', b'@')
         | in_range(t, b'$', b'$');
     hit & !x & HIGH
 }
 
-/// Index of the first leet byte (`0 1 3 4 5 7 @ $`) at or after `from`,
+/// Index of the first leet byte (`0 1 3 4 5 7 9 @ $`) at or after `from`,
 /// eight bytes at a time.
 pub(crate) fn next_leet(data: &[u8], from: usize) -> Option<usize> {
     let tail = data.get(from..)?;
@@ -209,7 +213,7 @@ mod tests {
                 );
             }
         }
-        let text = b"no leet here... then x@y and 1 more $ at the very end 7";
+        let text = b"no leet here... then x@y and 1 more $ at 9 the 28 very end 7";
         let mut found = Vec::new();
         let mut i = 0;
         while let Some(k) = next_leet(text, i) {
