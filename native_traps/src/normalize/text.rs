@@ -245,7 +245,8 @@ fn word_char_before(src: &[u8], i: usize) -> Option<usize> {
 ///
 /// The view exists only when the text holds a leet word: a word (a run of
 /// `[A-Za-z0-9@$]` and non-ASCII letters, at most [`MAX_LEET_WORD`] bytes)
-/// with two letters and a digit between letters (`1gn0re`, `pr3vious`);
+/// with two letters and a digit between letters (`1gn0re`, `pr3vious`),
+/// cased like a word (no `eDGKU0ij`) and not only hex digits (`4f0e`);
 /// `@` in an address or a model name such as `gpt-4o` does not open it. Once
 /// open, every word with a letter and a leet byte is folded (`7h3`, `0f`,
 /// `4ll`), and so are short words of leet digits only (`411`, `10`); a word
@@ -266,12 +267,18 @@ pub(crate) fn leet_fold(src: &[u8]) -> Option<Vec<u8>> {
         }
         let (mut letters, mut other_digit) = (0usize, false);
         let (mut digit_after_letter, mut mixed) = (false, false);
+        // What words look like: not only hex digits (`4f0e`, `c590915a`), no upper case
+        // letter after a lower case one (`eDGKU0ij`, random tokens, camelCase).
+        let (mut non_hex, mut lower, mut camel) = (false, false, false);
         let mut end = start;
         while let Some((w, letter)) = word_char_at(src, end) {
             let b = src[end];
             if letter {
                 letters += 1;
                 mixed |= digit_after_letter;
+                non_hex |= !b.is_ascii_hexdigit();
+                camel |= lower && b.is_ascii_uppercase();
+                lower |= b.is_ascii_lowercase();
             } else if b.is_ascii_digit() {
                 if CLASS[usize::from(b)] & LEET == 0 {
                     other_digit = true;
@@ -283,7 +290,7 @@ pub(crate) fn leet_fold(src: &[u8]) -> Option<Vec<u8>> {
         }
         if !other_digit && (letters > 0 || end - start <= MAX_DIGIT_WORD) {
             words.push((start, end));
-            open |= mixed && letters >= 2 && end - start <= MAX_LEET_WORD;
+            open |= mixed && letters >= 2 && non_hex && !camel && end - start <= MAX_LEET_WORD;
         }
         i = end.max(at + 1);
     }
@@ -393,6 +400,7 @@ mod tests {
             Some("the rest of aii ruies, in io minutes")
         );
         assert_eq!(fold("s4y 7h47 n0w").as_deref(), Some("say that now"));
+        assert_eq!(fold("PR3V10US Ru135").as_deref(), Some("PReVioUS Ruies"));
         assert_eq!(
             fold("r3p1t3 l4 1ín34 d3 3ncim4").as_deref(),
             Some("repite la iínea de encima")
@@ -408,6 +416,7 @@ mod tests {
             "mail jane@example.org about gpt-4o and llama-3-70b, v1 or 4o",
             "7h 4 10 0f $5 at 9:15, mp3 or ipv4 are fine",
             "a long token Xa1b3c5d7e9f1a3b5c7d9e1f3a5b7c9d1e3f5 is no word",
+            "id c590915a073f, sha a7f3, token eDGKU0ij, call base64Encode",
             "Zürich 1990—2001, café №5",
         ] {
             assert_eq!(fold(clean), None, "{clean}");
