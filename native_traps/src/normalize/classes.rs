@@ -160,15 +160,14 @@ pub(crate) fn next_blob_run(data: &[u8], from: usize, min_len: usize) -> Option<
             continue;
         }
         // Back from the probe to the last non-blob byte at or after `i`.
-        match data[i..probe].iter().rposition(|&b| !is_blob(b)) {
-            Some(k) => i += k + 1,
-            None => {
-                let mut end = probe + 1;
-                while end < data.len() && is_blob(data[end]) {
-                    end += 1;
-                }
-                return Some((i, end));
+        if let Some(k) = data[i..probe].iter().rposition(|&b| !is_blob(b)) {
+            i += k + 1;
+        } else {
+            let mut end = probe + 1;
+            while end < data.len() && is_blob(data[end]) {
+                end += 1;
             }
+            return Some((i, end));
         }
     }
 }
