@@ -170,6 +170,7 @@ class Normalizer:
         min_blob_len: int = 16,
         max_decompressed_bytes: int = 16777216,
         max_ratio: float = 100.0,
+        min_text_blob_len: int = 12,
     ) -> Normalizer: ...
     def views(self, data: bytes) -> list[tuple[str, bytes]]:
         """Every view as (name, bytes), raw first (tests and debugging)."""
@@ -189,6 +190,8 @@ class Normalizer:
     def max_decoded_bytes(self) -> int: ...
     @property
     def min_blob_len(self) -> int: ...
+    @property
+    def min_text_blob_len(self) -> int: ...
     @property
     def max_decompressed_bytes(self) -> int: ...
     @property

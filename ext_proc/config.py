@@ -168,6 +168,14 @@ class NormalizeSettings(_Section):
     min_blob_len: int = Field(
         16, ge=8, le=4096, description="Shortest base64/hex run that is decoded."
     )
+    min_text_blob_len: int = Field(
+        12,
+        ge=8,
+        le=4096,
+        description="Shortest base64 run that is decoded when it is canonical base64 of a short "
+        "printable ASCII value (an SSN or phone number is 15 characters); runs shorter than "
+        "min_blob_len must pass that stricter test. Values above min_blob_len have no effect.",
+    )
     max_decompressed_bytes: int = Field(
         16 * MiB,
         ge=1024,

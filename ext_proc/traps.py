@@ -151,6 +151,7 @@ class TrapSet:
                 max_depth=norm.max_depth,
                 max_decoded_bytes=norm.max_decoded_bytes,
                 min_blob_len=norm.min_blob_len,
+                min_text_blob_len=norm.min_text_blob_len,
                 max_decompressed_bytes=norm.max_decompressed_bytes,
                 max_ratio=norm.max_ratio,
             )

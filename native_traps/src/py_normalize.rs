@@ -211,7 +211,7 @@ struct PyNormalizer {
 impl PyNormalizer {
     // Keep these literals equal to `NormalizeOptions::default()`.
     #[new]
-    #[pyo3(signature = (max_depth=2, max_decoded_bytes=1_048_576, min_blob_len=16, max_decompressed_bytes=16_777_216, max_ratio=100.0))]
+    #[pyo3(signature = (max_depth=2, max_decoded_bytes=1_048_576, min_blob_len=16, max_decompressed_bytes=16_777_216, max_ratio=100.0, min_text_blob_len=12))]
     fn new(
         py: Python<'_>,
         max_depth: i64,
@@ -219,6 +219,7 @@ impl PyNormalizer {
         min_blob_len: i64,
         max_decompressed_bytes: i64,
         max_ratio: f64,
+        min_text_blob_len: i64,
     ) -> PyResult<Self> {
         let max_depth = non_negative(py, "max_depth", max_depth)?;
         if max_depth > 8 {
@@ -234,11 +235,21 @@ impl PyNormalizer {
                 format!("invalid parameter \"min_blob_len\": {min_blob_len} is outside 8..=4096"),
             ));
         }
+        let min_text_blob_len = non_negative(py, "min_text_blob_len", min_text_blob_len)?;
+        if !(8..=4096).contains(&min_text_blob_len) {
+            return Err(parameter_err(
+                py,
+                format!(
+                    "invalid parameter \"min_text_blob_len\": {min_text_blob_len} is outside 8..=4096"
+                ),
+            ));
+        }
         Ok(Self {
             opts: NormalizeOptions {
                 max_depth,
                 max_decoded_bytes: non_negative(py, "max_decoded_bytes", max_decoded_bytes)?,
                 min_blob_len,
+                min_text_blob_len,
                 decompress: DecompressLimits {
                     max_bytes: non_negative(py, "max_decompressed_bytes", max_decompressed_bytes)?,
                     max_ratio: ratio(py, max_ratio)?,
@@ -314,6 +325,11 @@ impl PyNormalizer {
     }
 
     #[getter]
+    fn min_text_blob_len(&self) -> usize {
+        self.opts.min_text_blob_len
+    }
+
+    #[getter]
     fn max_decompressed_bytes(&self) -> usize {
         self.opts.decompress.max_bytes
     }
@@ -326,8 +342,8 @@ impl PyNormalizer {
     fn __repr__(&self) -> String {
         let o = &self.opts;
         format!(
-            "Normalizer(max_depth={}, max_decoded_bytes={}, min_blob_len={}, max_decompressed_bytes={}, max_ratio={:?})",
-            o.max_depth, o.max_decoded_bytes, o.min_blob_len, o.decompress.max_bytes, o.decompress.max_ratio
+            "Normalizer(max_depth={}, max_decoded_bytes={}, min_blob_len={}, max_decompressed_bytes={}, max_ratio={:?}, min_text_blob_len={})",
+            o.max_depth, o.max_decoded_bytes, o.min_blob_len, o.decompress.max_bytes, o.decompress.max_ratio, o.min_text_blob_len
         )
     }
 }

@@ -1,9 +1,17 @@
 //! Base64 / base64url / hex runs that decode to mostly printable UTF-8.
+//!
+//! Runs of at least `min_blob_len` characters are decoded when the result is
+//! mostly printable. Shorter base64 runs, down to `min_text_blob_len`, hold
+//! the short values that matter most (an SSN or a phone number is 11 bytes,
+//! 15 characters of base64) but also look like ordinary identifiers
+//! (`getUserNameById`), so they must pass a strict test: canonical base64
+//! (zero trailing bits, correct padding) that decodes to printable ASCII, at
+//! least half of it letters and digits.
 
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, Engine, GeneralPurpose, GeneralPurposeConfig};
 
-use super::classes::{BLOB, CLASS};
+use super::classes::next_blob_run;
 use super::offsets::OffsetMap;
 
 const CONFIG: GeneralPurposeConfig = GeneralPurposeConfig::new()
@@ -11,13 +19,14 @@ const CONFIG: GeneralPurposeConfig = GeneralPurposeConfig::new()
     .with_decode_allow_trailing_bits(true);
 const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, CONFIG);
 const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, CONFIG);
+/// For short runs: the unused bits of the last character must be zero, as an
+/// encoder writes them (a random identifier has them set three times in four).
+const STRICT: GeneralPurposeConfig = CONFIG.with_decode_allow_trailing_bits(false);
+const STANDARD_STRICT: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, STRICT);
+const URL_SAFE_STRICT: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, STRICT);
 
 /// Least share of printable characters in a decoded blob.
 pub const MIN_PRINTABLE_SHARE: f64 = 0.9;
-
-fn is_blob_byte(b: u8) -> bool {
-    CLASS[usize::from(b)] & BLOB != 0
-}
 
 /// One candidate run in a view: `start..end` including any `=` padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,30 +36,18 @@ pub(crate) struct Blob {
 }
 
 /// Maximal runs of `[A-Za-z0-9+/_-]` (plus up to two trailing `=`) at least
-/// `min_len` characters long. Linear in `src`.
+/// `min_len` characters long. Linear in `src`, eight bytes at a time.
 pub(crate) fn candidates(src: &[u8], min_len: usize) -> impl Iterator<Item = Blob> + '_ {
     let mut i = 0;
     std::iter::from_fn(move || {
-        while i < src.len() {
-            if !is_blob_byte(src[i]) {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            while i < src.len() && is_blob_byte(src[i]) {
-                i += 1;
-            }
-            let body_end = i;
-            let mut pad = 0;
-            while pad < 2 && i < src.len() && src[i] == b'=' {
-                i += 1;
-                pad += 1;
-            }
-            if body_end - start >= min_len {
-                return Some(Blob { start, end: i });
-            }
+        let (start, body_end) = next_blob_run(src, i, min_len)?;
+        i = body_end;
+        let mut pad = 0;
+        while pad < 2 && i < src.len() && src[i] == b'=' {
+            i += 1;
+            pad += 1;
         }
-        None
+        Some(Blob { start, end: i })
     })
 }
 
@@ -90,22 +87,40 @@ fn decode_hex(run: &[u8]) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn decode_base64(run: &[u8]) -> Option<Vec<u8>> {
-    let body = run
-        .strip_suffix(b"==")
+/// A run without its `=` padding.
+fn blob_body(run: &[u8]) -> &[u8] {
+    run.strip_suffix(b"==")
         .or_else(|| run.strip_suffix(b"="))
-        .unwrap_or(run);
-    // Base64 of text mixes cases; a single-case run is a word or identifier.
-    if !body.iter().any(u8::is_ascii_uppercase) || !body.iter().any(u8::is_ascii_lowercase) {
+        .unwrap_or(run)
+}
+
+fn decode_base64(run: &[u8], strict: bool) -> Option<Vec<u8>> {
+    let body = blob_body(run);
+    // Base64 of text mixes cases; a single-case run is a word or identifier. (Base64 of
+    // digits and spaces may be single-case, "NDI5IDI3IDM0ODE=": the strict test for short
+    // runs keeps words out without this check.)
+    if !strict
+        && (!body.iter().any(u8::is_ascii_uppercase) || !body.iter().any(u8::is_ascii_lowercase))
+    {
         return None;
     }
     let standard = body.iter().any(|&b| b == b'+' || b == b'/');
     let url = body.iter().any(|&b| b == b'-' || b == b'_');
-    let engine = match (standard, url) {
-        (true, true) => return None,
-        (_, false) => &STANDARD,
-        (false, true) => &URL_SAFE,
+    let engine = match (standard, url, strict) {
+        (true, true, _) => return None,
+        (_, false, false) => &STANDARD,
+        (false, true, false) => &URL_SAFE,
+        (_, false, true) => &STANDARD_STRICT,
+        (false, true, true) => &URL_SAFE_STRICT,
     };
+    if strict {
+        // Whole quads only, and padding (if any) that completes the last one.
+        let padded = run.len() != body.len();
+        if body.len() % 4 == 1 || (padded && run.len() % 4 != 0) {
+            return None;
+        }
+        return engine.decode(body).ok();
+    }
     // A length of 1 mod 4 cannot be base64: drop the odd last character.
     let body = if body.len() % 4 == 1 {
         &body[..body.len() - 1]
@@ -115,15 +130,52 @@ fn decode_base64(run: &[u8]) -> Option<Vec<u8>> {
     engine.decode(body).ok()
 }
 
+/// Whether `bytes` reads as a short text value: printable ASCII (space
+/// included), at least half of it letters and digits.
+fn short_text(bytes: &[u8]) -> bool {
+    let alnum = bytes.iter().filter(|b| b.is_ascii_alphanumeric()).count();
+    !bytes.is_empty()
+        && bytes.iter().all(|&b| (0x20..0x7F).contains(&b))
+        && 2 * alnum >= bytes.len()
+}
+
+/// Blob length bounds: runs of `min_len` characters or more (without
+/// padding) are decoded to mostly printable text; shorter ones down to
+/// `min_text_len` only as strict base64 of a short text value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlobLens {
+    pub(crate) min_len: usize,
+    pub(crate) min_text_len: usize,
+}
+
+impl BlobLens {
+    pub(crate) fn new(min_len: usize, min_text_len: usize) -> Self {
+        Self {
+            min_len,
+            min_text_len: min_text_len.min(min_len),
+        }
+    }
+
+    /// The shortest run considered at all.
+    pub(crate) fn shortest(self) -> usize {
+        self.min_text_len
+    }
+}
+
 /// Decode a candidate run: hex first (an even run of hex digits), then
 /// base64 / base64url; `Some` only when the result is mostly printable.
-pub(crate) fn decode(run: &[u8]) -> Option<Vec<u8>> {
+/// A run shorter than `lens.min_len` must be strict base64 of a short text
+/// value (see the module docs).
+pub(crate) fn decode(run: &[u8], lens: BlobLens) -> Option<Vec<u8>> {
+    if blob_body(run).len() < lens.min_len {
+        return decode_base64(run, true).filter(|b| short_text(b));
+    }
     if let Some(bytes) = decode_hex(run) {
         if mostly_printable(&bytes) {
             return Some(bytes);
         }
     }
-    decode_base64(run).filter(|b| mostly_printable(b))
+    decode_base64(run, false).filter(|b| mostly_printable(b))
 }
 
 /// Outcome of [`decode_view`].
@@ -143,7 +195,7 @@ const BLOB_CONTEXT: usize = 40;
 pub(crate) fn decode_view(
     src: &[u8],
     parent: &OffsetMap,
-    min_len: usize,
+    lens: BlobLens,
     budget: usize,
 ) -> Decoded {
     let mut out = Decoded {
@@ -152,13 +204,13 @@ pub(crate) fn decode_view(
         budget_hit: false,
     };
     let mut prev_end = 0;
-    for blob in candidates(src, min_len) {
+    for blob in candidates(src, lens.shortest()) {
         // Decoded size is at most 3/4 (base64) or 1/2 (hex) of the run.
         if out.bytes.len() + (blob.end - blob.start) * 3 / 4 + 1 > budget {
             out.budget_hit = true;
             break;
         }
-        let Some(bytes) = decode(&src[blob.start..blob.end]) else {
+        let Some(bytes) = decode(&src[blob.start..blob.end], lens) else {
             continue;
         };
         let Some((a, b)) = parent.map_span(blob.start, blob.end) else {
@@ -186,30 +238,80 @@ pub(crate) fn decode_view(
 }
 
 /// Whether `src` holds at least one blob that would decode.
-pub(crate) fn has_decodable(src: &[u8], min_len: usize) -> bool {
-    candidates(src, min_len).any(|b| decode(&src[b.start..b.end]).is_some())
+pub(crate) fn has_decodable(src: &[u8], lens: BlobLens) -> bool {
+    candidates(src, lens.shortest()).any(|b| decode(&src[b.start..b.end], lens).is_some())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const LENS: BlobLens = BlobLens {
+        min_len: 16,
+        min_text_len: 12,
+    };
+
     #[test]
     fn decodes_hex_and_base64() {
         assert_eq!(
-            decode(b"68656c6c6f20776f726c6421").as_deref(),
+            decode(b"68656c6c6f20776f726c6421", LENS).as_deref(),
             Some(&b"hello world!"[..])
         );
         assert_eq!(
-            decode(b"aGVsbG8gd29ybGQh").as_deref(),
+            decode(b"aGVsbG8gd29ybGQh", LENS).as_deref(),
             Some(&b"hello world!"[..])
         );
         assert_eq!(
-            decode(b"aGVsbG8gd29ybGQhIQ==").as_deref(),
+            decode(b"aGVsbG8gd29ybGQhIQ==", LENS).as_deref(),
             Some(&b"hello world!!"[..])
         );
-        assert_eq!(decode(b"internationalization"), None);
-        assert_eq!(decode(b"12345678901234567890"), None);
+        assert_eq!(decode(b"internationalization", LENS), None);
+        assert_eq!(decode(b"12345678901234567890", LENS), None);
+    }
+
+    #[test]
+    fn short_runs_only_as_strict_text() {
+        // An SSN (11 bytes) is 15 characters of base64 plus one `=`.
+        assert_eq!(
+            decode(b"MzQ3IDQ2IDM2ODk=", LENS).as_deref(),
+            Some(&b"347 46 3689"[..])
+        );
+        assert_eq!(
+            decode(b"MzQ3IDQ2IDM2ODk", LENS).as_deref(),
+            Some(&b"347 46 3689"[..])
+        );
+        // Single-case base64 of digits.
+        assert_eq!(
+            decode(b"NDI5IDI3IDM0ODE=", LENS).as_deref(),
+            Some(&b"429 27 3481"[..])
+        );
+        // Nine digits: 12 characters.
+        assert_eq!(
+            decode(b"MTIzNDU2Nzg5", LENS).as_deref(),
+            Some(&b"123456789"[..])
+        );
+        // Wrong padding, set trailing bits, a length of 1 mod 4.
+        assert_eq!(decode(b"MzQ3IDQ2IDM2ODk==", LENS), None);
+        assert_eq!(decode(b"MzQ3IDQ2IDM2ODl", LENS), None);
+        assert_eq!(decode(b"MTIzNDU2Nzg5M", LENS), None);
+        // Identifiers and words.
+        for word in [
+            "getUserNameById",
+            "isValidEmail",
+            "ReadTimeoutMs",
+            "setMaxRetries",
+            "HttpResponse",
+            "TotalAmount",
+            "implementation",
+            "MAX_RETRY_COUNT",
+            "user-profile-id",
+            "3f2a9c7e1b4d",
+            "123456789012",
+        ] {
+            assert_eq!(decode(word.as_bytes(), LENS), None, "{word}");
+        }
+        // Below the text minimum, nothing.
+        assert!(candidates(b"YWJjZGVm", LENS.shortest()).next().is_none());
     }
 
     #[test]

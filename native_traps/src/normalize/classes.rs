@@ -5,7 +5,7 @@
 pub(crate) const BLOB: u8 = 1;
 /// `[A-Za-z]`.
 pub(crate) const LETTER: u8 = 2;
-/// `0 1 3 4 5 7 @ $`: folded by the leet view.
+/// `0 1 3 4 5 7 9 @ $`: folded by the leet view.
 pub(crate) const LEET: u8 = 4;
 /// `[A-Za-z0-9@$]`: part of a word for the leet view.
 pub(crate) const WORD: u8 = 8;
@@ -24,7 +24,10 @@ pub(crate) const CLASS: [u8; 256] = {
         if b.is_ascii_alphabetic() {
             c |= LETTER;
         }
-        if matches!(b, b'0' | b'1' | b'3' | b'4' | b'5' | b'7' | b'@' | b'$') {
+        if matches!(
+            b,
+            b'0' | b'1' | b'3' | b'4' | b'5' | b'7' | b'9' | b'@' | b'$'
+        ) {
             c |= LEET;
         }
         if b.is_ascii_alphanumeric() || matches!(b, b'@' | b'$') {
@@ -86,12 +89,11 @@ fn in_range(t: u64, lo: u8, hi: u8) -> u64 {
 /// High bit of each byte of `x` set when the byte is `[A-Za-z0-9+/_-]`.
 fn blob_lanes(x: u64) -> u64 {
     let t = x & !HIGH;
+    // `| 0x20` lowercases A-Z and moves no other byte into a-z; `+ - /` are the odd
+    // bytes of `+,-./` (bit 0 shifted up to each byte's high bit).
     let hit = in_range(t, b'0', b'9')
-        | in_range(t, b'A', b'Z')
-        | in_range(t, b'a', b'z')
-        | in_range(t, b'+', b'+')
-        | in_range(t, b'-', b'-')
-        | in_range(t, b'/', b'/')
+        | in_range(t | splat(0x20), b'a', b'z')
+        | (in_range(t, b'+', b'/') & (t << 7))
         | in_range(t, b'_', b'_');
     hit & !x & HIGH
 }
@@ -138,18 +140,51 @@ pub(crate) fn has_blob_run(data: &[u8], min_len: usize) -> bool {
     false
 }
 
-/// High bit of each byte of `x` set when the byte is `0 1 3 4 5 7 @ $`.
+/// The first maximal run of `[A-Za-z0-9+/_-]` bytes at least `min_len` long
+/// that starts at or after `from`, as `start..end`.
+///
+/// Skips like Boyer-Moore: a run of `min_len` bytes starting at or after `i`
+/// covers `i + min_len - 1`, so when that byte is not a blob byte the search
+/// jumps past it; in prose (short words) most steps move about `min_len`.
+pub(crate) fn next_blob_run(data: &[u8], from: usize, min_len: usize) -> Option<(usize, usize)> {
+    let is_blob = |b: u8| CLASS[usize::from(b)] & BLOB != 0;
+    let min_len = min_len.max(1);
+    let mut i = from; // no run of `min_len` starts before `i`
+    loop {
+        let probe = i.checked_add(min_len - 1)?;
+        if probe >= data.len() {
+            return None;
+        }
+        if !is_blob(data[probe]) {
+            i = probe + 1;
+            continue;
+        }
+        // Back from the probe to the last non-blob byte at or after `i`.
+        if let Some(k) = data[i..probe].iter().rposition(|&b| !is_blob(b)) {
+            i += k + 1;
+        } else {
+            let mut end = probe + 1;
+            while end < data.len() && is_blob(data[end]) {
+                end += 1;
+            }
+            return Some((i, end));
+        }
+    }
+}
+
+/// High bit of each byte of `x` set when the byte is `0 1 3 4 5 7 9 @ $`.
 fn leet_lanes(x: u64) -> u64 {
     let t = x & !HIGH;
     let hit = in_range(t, b'0', b'1')
         | in_range(t, b'3', b'5')
         | in_range(t, b'7', b'7')
+        | in_range(t, b'9', b'9')
         | in_range(t, b'@', b'@')
         | in_range(t, b'$', b'$');
     hit & !x & HIGH
 }
 
-/// Index of the first leet byte (`0 1 3 4 5 7 @ $`) at or after `from`,
+/// Index of the first leet byte (`0 1 3 4 5 7 9 @ $`) at or after `from`,
 /// eight bytes at a time.
 pub(crate) fn next_leet(data: &[u8], from: usize) -> Option<usize> {
     let tail = data.get(from..)?;
@@ -209,7 +244,38 @@ mod tests {
                 );
             }
         }
-        let text = b"no leet here... then x@y and 1 more $ at the very end 7";
+        for min in [1, 7, 8, 12, 16, 17] {
+            for s in [
+                "ab cdefghijklmnopqr st".to_owned(),
+                format!("{} {}", "a".repeat(63), "b".repeat(100)),
+                format!("{}{}", " ".repeat(61), "+/_-09AZaz".repeat(3)),
+                "customer-8841 said hello to internationalization ok".to_owned(),
+                "x\u{e9}yz\u{ff}".repeat(30),
+                String::new(),
+            ] {
+                let data = s.as_bytes();
+                let mut fast = Vec::new();
+                let mut at = 0;
+                while let Some((a, b)) = next_blob_run(data, at, min) {
+                    fast.push((a, b));
+                    at = b;
+                }
+                let mut slow = Vec::new();
+                let mut k = 0;
+                while k < data.len() {
+                    let start = k;
+                    while k < data.len() && CLASS[usize::from(data[k])] & BLOB != 0 {
+                        k += 1;
+                    }
+                    if k - start >= min {
+                        slow.push((start, k));
+                    }
+                    k += 1;
+                }
+                assert_eq!(fast, slow, "{min} {s:?}");
+            }
+        }
+        let text = b"no leet here... then x@y and 1 more $ at 9 the 28 very end 7";
         let mut found = Vec::new();
         let mut i = 0;
         while let Some(k) = next_leet(text, i) {

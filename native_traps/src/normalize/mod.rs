@@ -13,8 +13,8 @@
 //! | `PercentDecoded` | `JsonStrings` or `Raw` | `%XX` decoded |
 //! | `Canonical` | the newest of the above | invisible characters removed, NFKC per character, combining marks after a Latin letter dropped, confusables folded to ASCII |
 //! | `Tags` | the text view | runs of Unicode tag characters decoded to the ASCII they shadow |
-//! | `Leet` | `Canonical` or the text view | `0 1 3 4 5 7 @ $` folded to letters inside words that hold two letters (injection rules only) |
-//! | `Decoded{depth}` | the text view, then the previous `Decoded` | base64 / base64url / hex runs that decode to mostly printable UTF-8, one per line |
+//! | `Leet` | `Canonical` or the text view | `0 1 3 4 5 7 9 @ $` folded to letters; only when some word has a digit between letters (`1gn0re`), then in every word with a letter and in short all-leet numbers (injection rules only) |
+//! | `Decoded{depth}` | the text view, then the previous `Decoded` | base64 / base64url / hex runs that decode to mostly printable UTF-8, and shorter strict base64 of a printable ASCII value (an SSN), one per line |
 //!
 //! Each transform runs only after a cheap pre-check (a byte >= 0x80, a
 //! backslash, a `%XX`, a long blob-looking run). All work is linear in the
@@ -59,8 +59,13 @@ pub struct NormalizeOptions {
     pub max_depth: usize,
     /// Total decoded blob bytes over all levels (default 1 MiB).
     pub max_decoded_bytes: usize,
-    /// Shortest base64 / hex run considered, in characters (default 16).
+    /// Shortest base64 / hex run decoded to any mostly printable text, in
+    /// characters without padding (default 16).
     pub min_blob_len: usize,
+    /// Shortest base64 run decoded when it is canonical base64 of a short
+    /// printable ASCII value, such as an SSN or a phone number (default 12;
+    /// at most `min_blob_len` takes effect).
+    pub min_text_blob_len: usize,
     /// Decompression bounds (used by [`decompress`], not by `build`).
     pub decompress: DecompressLimits,
 }
@@ -71,6 +76,7 @@ impl Default for NormalizeOptions {
             max_depth: 2,
             max_decoded_bytes: 1 << 20,
             min_blob_len: 16,
+            min_text_blob_len: 12,
             decompress: DecompressLimits::default(),
         }
     }
@@ -172,6 +178,7 @@ impl<'a> Views<'a> {
         };
         let raw_map = OffsetMap::identity(body.len());
         let expansion_cap = |len: usize| len.saturating_mul(MAX_EXPANSION).saturating_add(4096);
+        let lens = blobs::BlobLens::new(opts.min_blob_len, opts.min_text_blob_len);
 
         // 1. JSON strings, when the document has escapes to decode.
         if memchr_backslash(body) {
@@ -192,7 +199,7 @@ impl<'a> Views<'a> {
         }
         // The text view the next transforms start from.
         let mut text_idx: Option<usize> = views.last_index();
-        let mut pre = Precheck::of(views.source(text_idx, &raw_map).0, opts.min_blob_len);
+        let mut pre = Precheck::of(views.source(text_idx, &raw_map).0, lens.shortest());
 
         // 2. Percent-decoding.
         if pre.percent {
@@ -201,7 +208,7 @@ impl<'a> Views<'a> {
                 if let Some((bytes, map)) = text::percent_decode(src, map) {
                     views.push(ViewKind::PercentDecoded, bytes, map);
                     text_idx = views.last_index();
-                    pre = Precheck::of(views.source(text_idx, &raw_map).0, opts.min_blob_len);
+                    pre = Precheck::of(views.source(text_idx, &raw_map).0, lens.shortest());
                 }
             }
         }
@@ -245,7 +252,7 @@ impl<'a> Views<'a> {
         let max_depth = if pre.long_run { opts.max_depth } else { 0 };
         for depth in 1..=max_depth {
             let (src, map) = views.source(from, &raw_map);
-            let decoded = blobs::decode_view(src, map, opts.min_blob_len, budget);
+            let decoded = blobs::decode_view(src, map, lens, budget);
             if decoded.budget_hit {
                 views.limit(LIMIT_DECODED_BYTES);
             }
@@ -258,7 +265,7 @@ impl<'a> Views<'a> {
             from = views.last_index();
             if usize::from(depth) == opts.max_depth {
                 let (src, _) = views.source(from, &raw_map);
-                if blobs::has_decodable(src, opts.min_blob_len) {
+                if blobs::has_decodable(src, lens) {
                     views.limit(LIMIT_DEPTH);
                 }
             }

@@ -196,9 +196,6 @@ pub(crate) fn tag_text(src: &[u8], parent: &OffsetMap) -> Option<(Vec<u8>, Offse
 
 /// Leetspeak fold of one byte.
 fn leet(b: u8) -> Option<u8> {
-    if CLASS[usize::from(b)] & LEET == 0 {
-        return None;
-    }
     Some(match b {
         b'0' => b'o',
         b'1' => b'i',
@@ -206,46 +203,109 @@ fn leet(b: u8) -> Option<u8> {
         b'4' | b'@' => b'a',
         b'5' | b'$' => b's',
         b'7' => b't',
+        b'9' => b'g',
         _ => return None,
     })
 }
 
-fn is_leet_word_byte(b: u8) -> bool {
-    CLASS[usize::from(b)] & WORD != 0
+/// Longest word (in bytes) whose mixed-in digits open the leet view; longer
+/// runs are tokens and hashes, not words.
+const MAX_LEET_WORD: usize = 32;
+/// Longest word of leet digits only (`411`, `10`, `15`) folded once the
+/// view is open; longer numbers stay.
+const MAX_DIGIT_WORD: usize = 4;
+
+/// The word character starting at `src[i]`: `[A-Za-z0-9@$]` or a non-ASCII
+/// letter (`é` in `révè1e`). Its width and whether it is a letter.
+fn word_char_at(src: &[u8], i: usize) -> Option<(usize, bool)> {
+    let b = *src.get(i)?;
+    if b < 0x80 {
+        let class = CLASS[usize::from(b)];
+        return (class & WORD != 0).then_some((1, class & LETTER != 0));
+    }
+    decode_char(src, i).and_then(|(c, w)| c.is_alphabetic().then_some((w, true)))
 }
 
-/// Leet view: in every word (run of `[A-Za-z0-9@$]`) that holds at least two
-/// ASCII letters, fold `0 1 3 4 5 7 @ $` to `o i e a s t a s`; numbers stay.
-/// The fold is byte for byte, so the view reuses its parent's offset map.
-/// `None` when nothing changes.
+/// The width of the word character that ends just before `src[i]`.
+fn word_char_before(src: &[u8], i: usize) -> Option<usize> {
+    let last = *src.get(i.checked_sub(1)?)?;
+    if last < 0x80 {
+        return (CLASS[usize::from(last)] & WORD != 0).then_some(1);
+    }
+    // Back over continuation bytes to the lead byte of a 2..4-byte character.
+    let lead = (2..=4)
+        .filter_map(|k| i.checked_sub(k))
+        .find(|&j| src[j] >= 0xC0)?;
+    word_char_at(src, lead).and_then(|(w, _)| (lead + w == i).then_some(w))
+}
+
+/// Leet view: folds `0 1 3 4 5 7 9 @ $` to `o i e a s t g a s` (1 always
+/// reads as i: rules write an l as `[li]`), byte for byte, so the view reuses
+/// its parent's offset map.
+///
+/// The view exists only when the text holds a leet word: a word (a run of
+/// `[A-Za-z0-9@$]` and non-ASCII letters, at most [`MAX_LEET_WORD`] bytes)
+/// with two letters and a digit between letters (`1gn0re`, `pr3vious`),
+/// cased like a word (no `eDGKU0ij`) and not only hex digits (`4f0e`);
+/// `@` in an address or a model name such as `gpt-4o` does not open it. Once
+/// open, every word with a letter and a leet byte is folded (`7h3`, `0f`,
+/// `4ll`), and so are short words of leet digits only (`411`, `10`); a word
+/// with another digit (`2`, `6`, `8`: `sha256`, `h264`) is a number or a
+/// token and stays, as do longer numbers. `None` when nothing is folded.
 pub(crate) fn leet_fold(src: &[u8]) -> Option<Vec<u8>> {
     // Driven by the (rare) leet bytes rather than by every word boundary.
-    let mut out: Option<Vec<u8>> = None;
+    let mut words: Vec<(usize, usize)> = Vec::new();
+    let mut open = false;
     let mut i = 0;
     while let Some(at) = next_leet(src, i) {
         let mut start = at;
-        while start > i && is_leet_word_byte(src[start - 1]) {
-            start -= 1;
-        }
-        let mut end = at;
-        while end < src.len() && is_leet_word_byte(src[end]) {
-            end += 1;
-        }
-        let letters = src[start..end]
-            .iter()
-            .filter(|&&b| CLASS[usize::from(b)] & LETTER != 0)
-            .count();
-        if letters >= 2 {
-            let buf = out.get_or_insert_with(|| src.to_vec());
-            for b in &mut buf[start..end] {
-                if let Some(l) = leet(*b) {
-                    *b = l;
-                }
+        while start > i {
+            match word_char_before(src, start) {
+                Some(w) => start -= w,
+                None => break,
             }
         }
-        i = end;
+        let (mut letters, mut other_digit) = (0usize, false);
+        let (mut digit_after_letter, mut mixed) = (false, false);
+        // What words look like: not only hex digits (`4f0e`, `c590915a`), no upper case
+        // letter after a lower case one (`eDGKU0ij`, random tokens, camelCase).
+        let (mut non_hex, mut lower, mut camel) = (false, false, false);
+        let mut end = start;
+        while let Some((w, letter)) = word_char_at(src, end) {
+            let b = src[end];
+            if letter {
+                letters += 1;
+                mixed |= digit_after_letter;
+                non_hex |= !b.is_ascii_hexdigit();
+                camel |= lower && b.is_ascii_uppercase();
+                lower |= b.is_ascii_lowercase();
+            } else if b.is_ascii_digit() {
+                if CLASS[usize::from(b)] & LEET == 0 {
+                    other_digit = true;
+                } else if letters > 0 {
+                    digit_after_letter = true;
+                }
+            }
+            end += w;
+        }
+        if !other_digit && (letters > 0 || end - start <= MAX_DIGIT_WORD) {
+            words.push((start, end));
+            open |= mixed && letters >= 2 && non_hex && !camel && end - start <= MAX_LEET_WORD;
+        }
+        i = end.max(at + 1);
     }
-    out
+    if !open {
+        return None;
+    }
+    let mut out = src.to_vec();
+    for (start, end) in words {
+        for b in &mut out[start..end] {
+            if let Some(l) = leet(*b) {
+                *b = l;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Whether `src` holds at least one `%XX` escape.
@@ -319,13 +379,48 @@ mod tests {
         assert!(tag_text(b"plain", &map).is_none());
     }
 
+    fn fold(s: &str) -> Option<String> {
+        leet_fold(s.as_bytes()).map(|b| String::from_utf8(b).unwrap())
+    }
+
     #[test]
     fn leet_only_in_words_with_letters() {
         assert_eq!(
-            leet_fold(b"1gn0r3 pr3v10us 4096").as_deref(),
-            Some(&b"ignore previous 4096"[..])
+            fold("1gn0r3 pr3v10us 4096").as_deref(),
+            Some("ignore previous 4096")
         );
-        assert_eq!(leet_fold(b"1234 5678 gpt-4o v1"), None);
+        assert_eq!(fold("1234 5678 gpt-4o v1"), None);
+    }
+
+    #[test]
+    fn leet_view_opens_on_a_digit_between_letters() {
+        // Short and all-digit words fold once a leet word opened the view.
+        assert_eq!(
+            fold("7h3 r3s7 0f 411 ru135, 1n 10 m1nu735").as_deref(),
+            Some("the rest of aii ruies, in io minutes")
+        );
+        assert_eq!(fold("s4y 7h47 n0w").as_deref(), Some("say that now"));
+        assert_eq!(fold("PR3V10US Ru135").as_deref(), Some("PReVioUS Ruies"));
+        assert_eq!(
+            fold("r3p1t3 l4 1ín34 d3 3ncim4").as_deref(),
+            Some("repite la iínea de encima")
+        );
+        assert_eq!(fold("r3v3l4 9u1d3").as_deref(), Some("revela guide"));
+        // Tokens with other digits, long numbers and long runs stay.
+        assert_eq!(
+            fold("s3cr3t sha256 h264 10000 x86").as_deref(),
+            Some("secret sha256 h264 10000 x86")
+        );
+        // No digit between two letters: no view.
+        for clean in [
+            "mail jane@example.org about gpt-4o and llama-3-70b, v1 or 4o",
+            "7h 4 10 0f $5 at 9:15, mp3 or ipv4 are fine",
+            "a long token Xa1b3c5d7e9f1a3b5c7d9e1f3a5b7c9d1e3f5 is no word",
+            "id c590915a073f, sha a7f3, token eDGKU0ij, call base64Encode",
+            "Zürich 1990—2001, café №5",
+        ] {
+            assert_eq!(fold(clean), None, "{clean}");
+        }
     }
 
     #[test]
