@@ -6,9 +6,8 @@
 //! pack: about 2x faster than an automaton), else by one Aho-Corasick DFA
 //! (large sets of common words, such as the injection pack, where the
 //! filter's exact comparisons would dominate). Both report exactly the
-//! keywords present; their owners become candidates. Rules without keywords
-//! are tested together by one `RegexSet` pass, and only those whose pattern
-//! matches somewhere become candidates. Stage 2: each candidate's
+//! keywords present; their owners, plus every rule without keywords, become
+//! candidates. Stage 2: each candidate's
 //! `regex::bytes::Regex` runs over the whole input. Stage 3 filters each
 //! match's reported span: the rule's validator, its `min_entropy` floor and
 //! its stopwords. Every stage is linear in the input length (the `regex`
@@ -17,7 +16,7 @@
 use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::bytes::{Regex, RegexBuilder};
 
 use crate::error::TrapError;
 use crate::keyword_filter::KeywordFilter;
@@ -62,10 +61,6 @@ pub struct RegexTrap {
     keyword_owners: Vec<Vec<usize>>,
     /// Rules without keywords: always candidates.
     unconditional: Vec<usize>,
-    /// The patterns of `unconditional`, in that order, as one set: a single
-    /// pass over the input tells which of them match anywhere, and only
-    /// those run for spans. `None` with fewer than two such rules.
-    unconditional_set: Option<RegexSet>,
     /// Number of distinct rules that have at least one keyword.
     keyed_rule_count: usize,
 }
@@ -121,29 +116,6 @@ impl RegexTrap {
         } else {
             Some(Prefilter::new(&keywords)?)
         };
-        let unconditional_set = if unconditional.len() < 2 {
-            None
-        } else {
-            let patterns = unconditional.iter().map(|&i| &rules[i].pattern);
-            let flags = unconditional.iter().map(|&i| rules[i].case_insensitive);
-            // Each pattern keeps its own case flag: `(?i:...)` around it is
-            // what `RegexBuilder::case_insensitive` does for a single regex.
-            let wrapped: Vec<String> = patterns
-                .zip(flags)
-                .map(|(p, ci)| {
-                    if ci {
-                        format!("(?i:{p})")
-                    } else {
-                        format!("(?:{p})")
-                    }
-                })
-                .collect();
-            RegexSetBuilder::new(&wrapped)
-                .size_limit(REGEX_SIZE_LIMIT * unconditional.len())
-                .build()
-                .ok()
-        };
-
         let compiled = rules
             .into_iter()
             .map(compile_rule)
@@ -154,7 +126,6 @@ impl RegexTrap {
             prefilter,
             keyword_owners,
             unconditional,
-            unconditional_set,
             keyed_rule_count,
         })
     }
@@ -179,24 +150,12 @@ impl RegexTrap {
         self.rules.iter().map(|r| &r.spec)
     }
 
-    /// Indices of the rules whose regex would run on `data`, ascending:
-    /// rules with a keyword present in `data`, plus rules without keywords
-    /// whose pattern matches somewhere in `data` (all of them when there is
-    /// only one, which then runs unconditionally).
+    /// Indices of the rules whose regex would run on `data`: rules with a
+    /// keyword present in `data` plus all rules without keywords, ascending.
     pub fn candidate_rules(&self, data: &[u8]) -> Vec<usize> {
         let mut selected = vec![false; self.rules.len()];
-        match &self.unconditional_set {
-            // A rule whose pattern matches nowhere cannot report anything.
-            Some(set) => {
-                for i in &set.matches(data) {
-                    selected[self.unconditional[i]] = true;
-                }
-            }
-            None => {
-                for &index in &self.unconditional {
-                    selected[index] = true;
-                }
-            }
+        for &index in &self.unconditional {
+            selected[index] = true;
         }
         if let Some(prefilter) = &self.prefilter {
             let mut keyed_selected = 0;
@@ -416,35 +375,6 @@ mod tests {
         .unwrap();
         assert_eq!(trap.keyword_owners.len(), 1);
         assert_eq!(trap.candidate_rules(b"key"), vec![0, 1]);
-    }
-
-    #[test]
-    fn unconditional_rules_run_only_where_their_pattern_matches() {
-        let trap = RegexTrap::compile(vec![
-            RuleSpec::new("digits", "c", Severity::Notice, "[0-9]{3}"),
-            RuleSpec::new("caps", "c", Severity::Notice, "ABC").with_case_insensitive(true),
-            RuleSpec::new("keyed", "c", Severity::Notice, "k=[0-9]").with_keywords(["k="]),
-        ])
-        .unwrap();
-        assert_eq!(trap.candidate_rules(b"abc"), vec![1]);
-        assert_eq!(trap.candidate_rules(b"123 k=1"), vec![0, 2]);
-        assert_eq!(trap.candidate_rules(b"nothing"), Vec::<usize>::new());
-        let found = trap.scan(b"x aBc 1234");
-        assert_eq!(
-            found,
-            vec![
-                Finding {
-                    rule_index: 1,
-                    start: 2,
-                    end: 5
-                },
-                Finding {
-                    rule_index: 0,
-                    start: 6,
-                    end: 9
-                },
-            ]
-        );
     }
 
     #[test]
