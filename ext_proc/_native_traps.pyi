@@ -59,7 +59,7 @@ class Finding:
 
 @final
 class RegexTrap:
-    """Compiled regex rules with an Aho-Corasick keyword prefilter.
+    """Compiled regex rules with a keyword prefilter (bucketed shift-or or Aho-Corasick).
 
     Each rule mapping has the keys ``id``, ``category``, ``severity``,
     ``pattern`` and optionally ``keywords`` (``list[str]``), ``validator``

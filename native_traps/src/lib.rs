@@ -1,7 +1,8 @@
 //! Native traps for the Godel Guardrail `ext_proc` server.
 //!
-//! * [`RegexTrap`]: keyword-prefiltered (Aho-Corasick) regex rules over raw
-//!   bytes, with optional post-match validators such as Luhn.
+//! * [`RegexTrap`]: regex rules over raw bytes, prefiltered by keywords (a
+//!   bucketed shift-or filter or Aho-Corasick), with optional post-match
+//!   validators such as Luhn.
 //! * [`EntropyTrap`]: Shannon-entropy detector for random-looking tokens
 //!   (API keys, hex digests, base64 secrets).
 //!
@@ -12,6 +13,7 @@
 
 pub mod entropy;
 pub mod error;
+pub mod keyword_filter;
 pub mod normalize;
 pub mod regex_trap;
 pub mod rule;

@@ -325,7 +325,7 @@ fn build_spec(
     })
 }
 
-/// Compiled regex rules with an Aho-Corasick keyword prefilter.
+/// Compiled regex rules with a keyword prefilter (see `regex_trap`).
 #[pyclass(frozen, name = "RegexTrap", module = "ext_proc._native_traps")]
 pub(crate) struct PyRegexTrap {
     pub(crate) trap: RegexTrap,

@@ -1,0 +1,479 @@
+//! Which rule keywords occur in an input: a bucketed shift-or prefilter.
+//!
+//! The filter is a small relative of Hyperscan's FDR literal matcher, in
+//! safe scalar Rust. The input is read as a sequence of byte pairs at even
+//! offsets (two bytes per step). Each pair is hashed to 12 bits by [`fold`],
+//! which ignores ASCII case (so the filter is case-insensitive) and merges a
+//! few other bytes (which only costs false alarms). Keywords are spread over
+//! eight buckets by length. A table of 4096 `u64` words (32 KiB, resident in
+//! L1) says, for every hashed pair, every bucket and every distance (0-7
+//! pairs) from the end of a keyword's *anchor* (its first [`ANCHOR`] bytes),
+//! whether some anchor of that bucket can have that pair there. An anchor
+//! may start at an even or an odd offset, so both alignments are entered; a
+//! pair half outside the anchor accepts any byte in that half. The scan keeps
+//! one `u64` state and shifts in one table word per pair
+//! (`state = state << 8 | word`); a clear bit in the top byte means every
+//! pair of some anchor of that bucket lined up. Only then are the keywords
+//! whose anchor ends in the current pair compared with the input, exactly
+//! and ASCII case-insensitively.
+//!
+//! The answer is exact: a keyword is reported if and only if it occurs in
+//! the input, compared as an Aho-Corasick automaton built with
+//! `ascii_case_insensitive` compares. An occurrence clears its anchor's bit
+//! at every distance, so the state cannot miss it (an odd-length input is
+//! padded with one byte, which any anchor accepts there); the final
+//! comparison removes every false alarm.
+
+/// Anchor length in bytes: 8 bytes at an even start, 7 at an odd one, span
+/// four pairs, one per lane, with no pair half outside the anchor at its end.
+const ANCHOR: usize = 8;
+/// Lanes (distances from an anchor's last pair) per state word.
+const LANES: usize = 4;
+/// Buckets (bits per lane).
+const BUCKETS: usize = 16;
+/// A state below this has a clear bit in its top lane: an alarm.
+const ALARM_BELOW: u64 = 0xFFFF << 48;
+
+/// Six bits of a byte: bits 0-4 and bit 6. Dropping bit 5 folds ASCII case
+/// (`A` 0x41 and `a` 0x61 meet); dropping bit 7 merges non-ASCII bytes with
+/// ASCII ones. Any collision is a false alarm that the exact comparison
+/// removes, never a miss.
+const fn fold(b: u8) -> u8 {
+    (b & 0x1F) | ((b & 0x40) >> 1)
+}
+
+/// [`fold`] as a lookup table (one load per byte in the scan loop).
+const FOLD: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        #[allow(clippy::cast_possible_truncation)] // b < 256
+        {
+            table[b] = fold(b as u8);
+        }
+        b += 1;
+    }
+    table
+};
+
+/// Table index of the byte pair `a b` (12 bits).
+fn pair(a: u8, b: u8) -> usize {
+    (usize::from(FOLD[usize::from(a)]) << 6) | usize::from(FOLD[usize::from(b)])
+}
+
+/// Every folded first half (or second half) of a pair: a wildcard.
+const HALVES: std::ops::Range<usize> = 0..64;
+
+/// One keyword alignment as the final comparison sees it.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    /// Keyword id.
+    keyword: u32,
+    /// Bit of the keyword's bucket (in the top lane, shifted down).
+    bucket_bit: u16,
+    /// 1 when the keyword starts at an odd offset in this alignment.
+    odd: u8,
+    /// Pairs before the anchor's last one.
+    lead_pairs: u8,
+}
+
+/// The keyword set of one [`crate::RegexTrap`], ready to scan.
+#[derive(Debug)]
+pub struct KeywordFilter {
+    /// For each hashed pair: bit `8 * (7 - m) + b` is clear when an anchor
+    /// of bucket `b`, in one of its alignments, can have this pair `m` pairs
+    /// before its last one, or has fewer than `m + 1` pairs (any pair will
+    /// do then).
+    table: Box<[u64; 4096]>,
+    /// For each hashed pair: the keyword alignments whose last pair it can
+    /// be.
+    ends: Vec<Vec<Candidate>>,
+    /// Keywords, ASCII-lowercased, by id.
+    keywords: Vec<Vec<u8>>,
+    /// See [`KeywordFilter::alarm_rate`].
+    alarm_rate: f64,
+}
+
+/// The table indices one pair of an alignment accepts: a byte outside the
+/// anchor (`None`) is a wildcard.
+fn pair_indices(first: Option<u8>, second: Option<u8>) -> Vec<usize> {
+    let halves = |b: Option<u8>| match b {
+        Some(b) => vec![usize::from(FOLD[usize::from(b)])],
+        None => HALVES.collect(),
+    };
+    let seconds = halves(second);
+    halves(first)
+        .into_iter()
+        .flat_map(|hi| seconds.iter().map(move |&lo| (hi << 6) | lo))
+        .collect()
+}
+
+/// One keyword at one alignment (even or odd start), as table entries.
+struct Alignment {
+    keyword: u32,
+    odd: u8,
+    /// For each distance `m` from the anchor's last pair: the table indices
+    /// that pair can hash to.
+    lanes: Vec<Vec<usize>>,
+}
+
+impl Alignment {
+    fn new(keyword: u32, folded: &[u8], odd: u8) -> Self {
+        let anchor = &folded[..folded.len().min(ANCHOR - usize::from(odd))];
+        // Byte k of the aligned stream is anchor[k - odd], if any.
+        let byte = |k: usize| {
+            k.checked_sub(usize::from(odd))
+                .and_then(|i| anchor.get(i).copied())
+        };
+        let npairs = (anchor.len() + usize::from(odd)).div_ceil(2);
+        let lanes = (0..npairs)
+            .map(|m| {
+                let k = 2 * (npairs - 1 - m);
+                let mut indices = pair_indices(byte(k), byte(k + 1));
+                indices.sort_unstable();
+                indices.dedup();
+                indices
+            })
+            .collect();
+        Self {
+            keyword,
+            odd,
+            lanes,
+        }
+    }
+}
+
+/// Rough share of each folded byte value in ordinary text, from
+/// [`commonness`]; only used to choose buckets.
+fn folded_weights() -> [f64; 64] {
+    let mut weights = [0.0; 64];
+    for b in 0..=u8::MAX {
+        weights[usize::from(fold(b))] += f64::from(1u32 << commonness(b));
+    }
+    let total: f64 = weights.iter().sum();
+    weights.map(|w| w / total)
+}
+
+/// How often a byte shows up in benign text, 0 (rare) to 9 (everywhere).
+fn commonness(b: u8) -> u32 {
+    match b.to_ascii_lowercase() {
+        b' ' | b'e' | b't' | b'a' | b'o' | b'i' | b'n' => 9,
+        b's' | b'r' | b'h' | b'l' | b'd' | b'c' | b'u' => 8,
+        b'm' | b'f' | b'p' | b'g' | b'w' | b'y' | b'b' | b'\n' => 7,
+        b'v' | b'k' | b'.' | b',' | b'"' | b'\'' => 6,
+        b'0'..=b'9' | b'x' | b'j' | b'q' | b'z' | b'_' | b'-' | b'(' | b')' | b':' | b'/' => 5,
+        b'=' | b'{' | b'}' | b'[' | b']' | b'\t' | b';' | b'*' => 4,
+        _ => 2,
+    }
+}
+
+/// Spread alignments over the buckets so that the estimated false-alarm
+/// rate stays low: a bucket alarms when each of its lanes sees one of the
+/// pairs its members accept there, so members should share pairs. Greedy:
+/// the alignments most likely to alarm on their own go first, each into
+/// the bucket whose estimated alarm rate grows least.
+fn assign_buckets(alignments: &[Alignment]) -> (Vec<usize>, f64) {
+    let weights = folded_weights();
+    let pair_weight = |index: usize| weights[index >> 6] * weights[index & 63];
+    let own_rate = |a: &Alignment| -> f64 {
+        a.lanes
+            .iter()
+            .map(|lane| lane.iter().map(|&i| pair_weight(i)).sum::<f64>())
+            .product()
+    };
+    let mut order: Vec<usize> = (0..alignments.len()).collect();
+    order.sort_by(|&x, &y| own_rate(&alignments[y]).total_cmp(&own_rate(&alignments[x])));
+
+    // Per bucket and lane: which indices are accepted (and their weight).
+    let mut accepted = vec![vec![vec![false; 4096]; LANES]; BUCKETS];
+    let mut lane_rate = [[0.0f64; LANES]; BUCKETS];
+    let mut used = [false; BUCKETS];
+    let mut out = vec![0; alignments.len()];
+    for i in order {
+        let alignment = &alignments[i];
+        let rate_with = |bucket: usize| -> f64 {
+            (0..LANES)
+                .map(|m| match alignment.lanes.get(m) {
+                    None => 1.0,
+                    Some(lane) => {
+                        lane_rate[bucket][m]
+                            + lane
+                                .iter()
+                                .filter(|&&index| !accepted[bucket][m][index])
+                                .map(|&index| pair_weight(index))
+                                .sum::<f64>()
+                    }
+                })
+                .product()
+        };
+        let rate_now = |bucket: usize| -> f64 {
+            if used[bucket] {
+                lane_rate[bucket].iter().product()
+            } else {
+                0.0
+            }
+        };
+        let bucket = (0..BUCKETS)
+            .min_by(|&x, &y| (rate_with(x) - rate_now(x)).total_cmp(&(rate_with(y) - rate_now(y))))
+            .unwrap_or(0);
+        used[bucket] = true;
+        for m in 0..LANES {
+            match alignment.lanes.get(m) {
+                None => {
+                    accepted[bucket][m].fill(true);
+                    lane_rate[bucket][m] = 1.0;
+                }
+                Some(lane) => {
+                    for &index in lane {
+                        if !accepted[bucket][m][index] {
+                            accepted[bucket][m][index] = true;
+                            lane_rate[bucket][m] += pair_weight(index);
+                        }
+                    }
+                }
+            }
+        }
+        out[i] = bucket;
+    }
+    let rate = (0..BUCKETS)
+        .filter(|&b| used[b])
+        .map(|b| lane_rate[b].iter().product::<f64>())
+        .sum();
+    (out, rate)
+}
+
+impl KeywordFilter {
+    /// Build the filter for `keywords` (each non-empty). Keyword ids in
+    /// [`KeywordFilter::for_each_present`] are indices into this slice.
+    ///
+    /// # Panics
+    /// If a keyword is empty or there are more than `u32::MAX` keywords.
+    pub fn new<K: AsRef<[u8]>>(keywords: &[K]) -> Self {
+        let folded_keywords: Vec<Vec<u8>> = keywords
+            .iter()
+            .map(|k| k.as_ref().to_ascii_lowercase())
+            .collect();
+        let mut alignments = Vec::with_capacity(2 * keywords.len());
+        for (id, folded) in folded_keywords.iter().enumerate() {
+            assert!(!folded.is_empty(), "keywords must not be empty");
+            let id = u32::try_from(id).expect("fewer than 2^32 keywords");
+            alignments.push(Alignment::new(id, folded, 0));
+            alignments.push(Alignment::new(id, folded, 1));
+        }
+        let (buckets, alarm_rate) = assign_buckets(&alignments);
+
+        // Every bit set means no anchor can be there; entering an anchor
+        // clears bits.
+        let mut table: Box<[u64; 4096]> = vec![u64::MAX; 4096]
+            .into_boxed_slice()
+            .try_into()
+            .expect("4096 words");
+        let mut ends = vec![Vec::new(); 4096];
+        for (alignment, &bucket) in alignments.iter().zip(&buckets) {
+            for m in 0..LANES {
+                let bit = 1u64 << (BUCKETS * (LANES - 1 - m) + bucket);
+                match alignment.lanes.get(m) {
+                    Some(indices) => {
+                        for &index in indices {
+                            table[index] &= !bit;
+                        }
+                    }
+                    None => {
+                        for word in table.iter_mut() {
+                            *word &= !bit;
+                        }
+                    }
+                }
+            }
+            let candidate = Candidate {
+                keyword: alignment.keyword,
+                bucket_bit: 1 << bucket,
+                odd: alignment.odd,
+                lead_pairs: u8::try_from(alignment.lanes.len() - 1).expect("at most 4 pairs"),
+            };
+            for &index in &alignment.lanes[0] {
+                ends[index].push(candidate);
+            }
+        }
+        Self {
+            table,
+            ends,
+            keywords: folded_keywords,
+            alarm_rate,
+        }
+    }
+
+    /// Estimated share of input byte pairs that raise an alarm (from a
+    /// rough model of byte frequencies in text, not a measurement).
+    pub fn alarm_rate(&self) -> f64 {
+        self.alarm_rate
+    }
+
+    /// Number of keywords.
+    pub fn len(&self) -> usize {
+        self.keywords.len()
+    }
+
+    /// Whether there are no keywords.
+    pub fn is_empty(&self) -> bool {
+        self.keywords.is_empty()
+    }
+
+    /// Call `found(keyword_id)` for each occurrence of a keyword in `data`
+    /// (a keyword may be reported more than once). `found` returns `false`
+    /// to stop the scan early.
+    pub fn for_each_present(&self, data: &[u8], mut found: impl FnMut(usize) -> bool) {
+        let mut state = 0u64;
+        let chunks = data.chunks_exact(2);
+        let tail = chunks.remainder();
+        let mut step = |at: usize, index: usize, state: &mut u64| {
+            *state = (*state << BUCKETS) | self.table[index];
+            *state >= ALARM_BELOW || self.confirm(data, at, index, *state, &mut found)
+        };
+        for (i, two) in chunks.enumerate() {
+            if !step(2 * i, pair(two[0], two[1]), &mut state) {
+                return;
+            }
+        }
+        if let [last] = tail {
+            // Pad with any byte: anchors accept anything past their end.
+            step(data.len() - 1, pair(*last, 0), &mut state);
+        }
+    }
+
+    /// Compare the keyword alignments whose anchor can end in the pair at
+    /// byte `at` (buckets alarmed in `state`) with the input; `false` when
+    /// `found` asked to stop.
+    #[cold]
+    fn confirm(
+        &self,
+        data: &[u8],
+        at: usize,
+        index: usize,
+        state: u64,
+        found: &mut impl FnMut(usize) -> bool,
+    ) -> bool {
+        #[allow(clippy::cast_possible_truncation)] // the top lane
+        let alarm = !(state >> 48) as u16;
+        for candidate in &self.ends[index] {
+            if candidate.bucket_bit & alarm == 0 {
+                continue;
+            }
+            let keyword = &self.keywords[candidate.keyword as usize];
+            let Some(start) = (at + usize::from(candidate.odd))
+                .checked_sub(2 * usize::from(candidate.lead_pairs))
+            else {
+                continue;
+            };
+            let Some(window) = data.get(start..start + keyword.len()) else {
+                continue;
+            };
+            if window.eq_ignore_ascii_case(keyword) && !found(candidate.keyword as usize) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn present(filter: &KeywordFilter, data: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        filter.for_each_present(data, |id| {
+            out.push(id);
+            true
+        });
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    #[test]
+    fn finds_each_keyword_case_insensitively() {
+        let filter = KeywordFilter::new(&["sk-ant", "ant-", "@", "zzz", "ghp_"]);
+        assert_eq!(present(&filter, b"x SK-ANT-abc"), vec![0, 1]);
+        assert_eq!(present(&filter, b"a@b GHP_x"), vec![2, 4]);
+        assert_eq!(present(&filter, b"trailing @"), vec![2]);
+        assert_eq!(present(&filter, b"@"), vec![2]);
+        assert_eq!(present(&filter, b"zz z"), Vec::<usize>::new());
+        assert_eq!(present(&filter, b""), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn keyword_at_the_edges_and_non_ascii() {
+        let filter = KeywordFilter::new(&["tél".as_bytes(), b"ab"]);
+        assert_eq!(present(&filter, "TÉL".as_bytes()), Vec::<usize>::new());
+        assert_eq!(present(&filter, "Tél".as_bytes()), vec![0]);
+        assert_eq!(present(&filter, b"ab"), vec![1]);
+        assert_eq!(present(&filter, b"xAB"), vec![1]);
+    }
+
+    #[test]
+    fn agrees_with_aho_corasick_on_many_keywords() {
+        use aho_corasick::AhoCorasick;
+        // A small deterministic generator: keywords of 1-20 bytes from a
+        // narrow alphabet (so they overlap and collide), text from the same.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let alphabet = b"abcAB_-:@+ \xc3\xa9019";
+        let mut pick = |len: u64| -> Vec<u8> {
+            (0..len)
+                .map(|_| alphabet[usize::try_from(next(alphabet.len() as u64)).unwrap()])
+                .collect()
+        };
+        let keywords: Vec<Vec<u8>> = (0..300).map(|i| pick(1 + (i % 20))).collect();
+        let keywords: Vec<Vec<u8>> = keywords
+            .into_iter()
+            .filter(|k| k.len() > 2 || k[0] == b'@')
+            .collect();
+        let filter = KeywordFilter::new(&keywords);
+        let ac = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&keywords)
+            .unwrap();
+        for len in [0, 1, 2, 3, 7, 64, 999] {
+            for _ in 0..20 {
+                let data = pick(len);
+                let mut expected: Vec<usize> = ac
+                    .find_overlapping_iter(&data)
+                    .map(|m| m.pattern().as_usize())
+                    .collect();
+                expected.sort_unstable();
+                expected.dedup();
+                assert_eq!(present(&filter, &data), expected, "{data:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn agrees_with_aho_corasick_on_every_prefix() {
+        use aho_corasick::AhoCorasick;
+        let keywords = ["key", "sk-", "+", "://", "eyj", "(2", "secret_key", "q~"];
+        let filter = KeywordFilter::new(&keywords);
+        let ac = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(keywords)
+            .unwrap();
+        let text = b"my KEY is sk-1 and +44 (2) https://x eyJ Secret_Key q~ SK-";
+        for end in 0..=text.len() {
+            for start in 0..=end {
+                let data = &text[start..end];
+                let mut expected: Vec<usize> = ac
+                    .find_overlapping_iter(data)
+                    .map(|m| m.pattern().as_usize())
+                    .collect();
+                expected.sort_unstable();
+                expected.dedup();
+                assert_eq!(present(&filter, data), expected, "{data:?}");
+            }
+        }
+    }
+}
