@@ -23,9 +23,7 @@ local function fmt(n)
   return string.format('%.0f', n)
 end
 
-local function num(s)
-  return string.format('%.17g', s)
-end
+local LN2 = 0.6931471805599453 -- ln 2 (the math library is not loaded while FUNCTION LOAD runs)
 
 local function decide(keys, args)
   local n = #keys / 2
@@ -33,101 +31,103 @@ local function decide(keys, args)
   if n < 1 or n ~= math.floor(n) or tiers == nil or tiers < 1 or #args ~= 1 + 6 * tiers + 3 * n then
     return redis.error_reply('godel: expected 2 keys per decision; ARGV: T, 6 per tier, 3 per decision')
   end
-  local tier = {}
+  -- Tiers: rate, capacity, half-life (µs), debt limit, cooldown (µs), cost per point.
+  local rate, cap, half, dlimit, cool, per = {}, {}, {}, {}, {}, {}
   for i = 1, tiers do
-    local d = {}
-    for j = 1, 6 do
-      d[j] = tonumber(args[1 + 6 * (i - 1) + j])
-      if d[j] == nil then
-        return redis.error_reply('godel: tier ' .. i .. ': argument ' .. j .. ' is not a number')
-      end
-    end
-    if d[1] <= 0 or d[2] < 1 or d[3] < 0 or d[4] <= 0 or d[5] < 0 or d[6] < 0 then
+    local o = 1 + 6 * (i - 1)
+    rate[i], cap[i], half[i] = tonumber(args[o + 1]), tonumber(args[o + 2]), tonumber(args[o + 3])
+    dlimit[i], cool[i], per[i] = tonumber(args[o + 4]), tonumber(args[o + 5]), tonumber(args[o + 6])
+    if not (rate[i] and cap[i] and half[i] and dlimit[i] and cool[i] and per[i])
+        or rate[i] <= 0 or cap[i] < 1 or half[i] < 0 or dlimit[i] <= 0 or cool[i] < 0
+        or per[i] < 0 then
       return redis.error_reply('godel: invalid tier ' .. i
         .. ' (need rate > 0, capacity >= 1, debt_limit > 0, others >= 0)')
     end
-    tier[i] = d
+    half[i], cool[i] = half[i] * 1000, cool[i] * 1000
   end
-  local p = {}
   local base = 1 + 6 * tiers
   for i = 1, n do
     local o = base + 3 * (i - 1)
-    local d = tier[tonumber(args[o + 1])]
-    local cost, add = tonumber(args[o + 2]), tonumber(args[o + 3])
-    if d == nil or cost == nil or add == nil or cost < 0 or add < 0 then
+    local ti, cost, add = tonumber(args[o + 1]), tonumber(args[o + 2]), tonumber(args[o + 3])
+    if rate[ti] == nil or cost == nil or add == nil or cost < 0 or add < 0 then
       return redis.error_reply('godel: invalid decision ' .. i
         .. ' (need a tier index in 1..T, cost >= 0, add >= 0)')
     end
-    p[i] = { d[1], d[2], cost, add, d[3], d[4], d[5], d[6] }
   end
 
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local out = {}
+  local out, k = {}, 0
   for i = 1, n do
-    local rate, cap, cost, add = p[i][1], p[i][2], p[i][3], p[i][4]
-    local half_life, dlimit, cooldown, per_point = p[i][5] * 1000, p[i][6], p[i][7] * 1000, p[i][8]
+    local o = base + 3 * (i - 1)
+    local ti = tonumber(args[o + 1])
+    local cost, add = tonumber(args[o + 2]), tonumber(args[o + 3])
+    local r, c, h = rate[ti], cap[ti], half[ti]
     local bkey, dkey = keys[2 * i - 1], keys[2 * i]
     local status, retry_ms, level = 0, 0, 0
 
-    if half_life > 0 then
-      local h = redis.call('HMGET', dkey, 'd', 'ts', 'until')
-      local stored, ts, hold = tonumber(h[1]), tonumber(h[2]), tonumber(h[3]) or 0
-      local at = now
-      if ts ~= nil and at < ts then at = ts end
-      if stored ~= nil and ts ~= nil then
-        level = stored * math.pow(2, -(at - ts) / half_life)
-      end
-      local was_blocked = at < hold
-      level = level + add
-      if level >= dlimit and add > 0 then
-        -- Time for the debt to decay back to the limit; a fresh block also lasts the cooldown.
-        local decay = half_life * math.log(level / dlimit) / math.log(2)
-        local want = at + decay
-        if not was_blocked then want = at + math.max(cooldown, decay) end
-        if want > hold then hold = want end
-      end
-      if at < hold then
-        status = 2
-        retry_ms = math.ceil((hold - at) / 1000)
-      end
-      if level > 0.001 or at < hold then
-        -- Keep the key until the debt has decayed to nothing and any block is over.
-        local fade = 0
-        if level > 0.001 then fade = half_life * math.log(level / 0.001) / math.log(2) end
-        local ttl = math.max(fade, hold - at) / 1000 + 1000
-        redis.call('HSET', dkey, 'd', num(level), 'ts', fmt(at), 'until', fmt(hold))
-        redis.call('PEXPIRE', dkey, fmt(math.ceil(ttl)))
-      elseif stored ~= nil then
-        redis.call('DEL', dkey)
+    if h > 0 then
+      local d = redis.call('HMGET', dkey, 'd', 'ts', 'until')
+      local stored, ts, hold = tonumber(d[1]), tonumber(d[2]), tonumber(d[3]) or 0
+      if stored ~= nil or add > 0 then
+        local at = now
+        if ts ~= nil and at < ts then at = ts end
+        if stored ~= nil and ts ~= nil then
+          level = stored * math.exp(-(at - ts) / h * LN2)
+        end
+        local was_blocked = at < hold
+        level = level + add
+        local limit = dlimit[ti]
+        if level >= limit and add > 0 then
+          -- Time for the debt to decay back to the limit; a fresh block also lasts the cooldown.
+          local decay = h * math.log(level / limit) / LN2
+          local want = at + decay
+          if not was_blocked then want = at + math.max(cool[ti], decay) end
+          if want > hold then hold = want end
+        end
+        if at < hold then
+          status = 2
+          retry_ms = math.ceil((hold - at) / 1000)
+        end
+        if level > 0.001 or at < hold then
+          -- Keep the key until the debt has decayed to nothing and any block is over.
+          local fade = 0
+          if level > 0.001 then fade = h * math.log(level / 0.001) / LN2 end
+          local ttl = math.max(fade, hold - at) / 1000 + 1000
+          redis.call('HSET', dkey, 'd', tostring(level), 'ts', fmt(at), 'until', fmt(hold))
+          redis.call('PEXPIRE', dkey, fmt(math.ceil(ttl)))
+        else
+          redis.call('DEL', dkey)
+          level = 0
+        end
       end
     end
 
-    local tokens = cap
+    local tokens = c
     if status == 0 and cost <= 0 then
       status = 3
     elseif status == 0 then
-      local c = math.min(cap, cost + per_point * level)
-      local h = redis.call('HMGET', bkey, 'tk', 'ts')
-      local stored, ts = tonumber(h[1]), tonumber(h[2])
+      local need = cost + per[ti] * level
+      if need > c then need = c end
+      local b = redis.call('HMGET', bkey, 'tk', 'ts')
+      local stored, ts = tonumber(b[1]), tonumber(b[2])
       local at = now
       if stored ~= nil and ts ~= nil then
         if at < ts then at = ts end
-        tokens = math.min(cap, stored + (at - ts) * rate / 1000000)
+        tokens = stored + (at - ts) * r / 1000000
+        if tokens > c then tokens = c end
       end
-      if tokens >= c then
-        tokens = tokens - c
+      if tokens >= need then
+        tokens = tokens - need
       else
         status = 1
-        retry_ms = math.ceil((c - tokens) * 1000 / rate)
+        retry_ms = math.ceil((need - tokens) * 1000 / r)
       end
-      redis.call('HSET', bkey, 'tk', num(tokens), 'ts', fmt(at))
-      redis.call('PEXPIRE', bkey, fmt(math.ceil((cap - tokens) * 1000 / rate) + 1000))
+      redis.call('HSET', bkey, 'tk', tostring(tokens), 'ts', fmt(at))
+      redis.call('PEXPIRE', bkey, fmt(math.ceil((c - tokens) * 1000 / r) + 1000))
     end
-    out[#out + 1] = status
-    out[#out + 1] = num(tokens)
-    out[#out + 1] = retry_ms
-    out[#out + 1] = num(level)
+    out[k + 1], out[k + 2], out[k + 3], out[k + 4] = status, tostring(tokens), retry_ms, tostring(level)
+    k = k + 4
   end
   return out
 end

@@ -55,10 +55,18 @@ log = logging.getLogger("godel.limiter")
 LIBRARY = "godel_v1"
 FUNCTION = "godel_decide_v1"
 _REASONS: dict[int, Reason] = {0: "ok", 1: "rate", 2: "debt", 3: "uncharged"}
-_PSEUDONYM_CACHE = 65_536
+_KEY_CACHE = 65_536  # (identity, tier) -> key names, cleared when full
 
 # identity, tier, cost, debt points, the caller's future, when it was queued (monotonic)
 _Pending = tuple[str, Tier, float, float, "asyncio.Future[LimitVerdict]", float]
+
+
+def _number(x: float) -> str:
+    """A number as the script reads it; the common costs and points without formatting."""
+    return _SMALL.get(x) or repr(float(x))
+
+
+_SMALL = {0.0: "0", 1.0: "1", 2.0: "2", 3.0: "3", 4.0: "4", 5.0: "5"}
 
 
 def _lua_body() -> str:
@@ -171,7 +179,7 @@ class RedisLimiter:
         self._expiry: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._down_until = 0.0
-        self._ids: dict[str, str] = {}
+        self._keys: dict[tuple[str, str], tuple[str, str]] = {}
         debt = settings.debt
         self._debt_on = debt.enabled
         self._debt_cap = debt.max_points_per_request
@@ -206,23 +214,22 @@ class RedisLimiter:
     # -- keys ------------------------------------------------------------------------------
     def _caller(self, identity: str) -> str:
         """The caller's pseudonym in key names (keyed when a pseudonym key is configured)."""
-        tag = self._ids.get(identity)
-        if tag is None:
-            data = identity.encode("utf-8", "surrogatepass")
-            if self._pseudonym_key is not None:
-                tag = hmac.new(self._pseudonym_key.reveal(), data, hashlib.sha256).hexdigest()[:32]
-            else:
-                tag = hashlib.sha256(data).hexdigest()[:32]
-            if len(self._ids) >= _PSEUDONYM_CACHE:
-                self._ids.clear()
-            self._ids[identity] = tag
-        return tag
+        data = identity.encode("utf-8", "surrogatepass")
+        if self._pseudonym_key is not None:
+            return hmac.new(self._pseudonym_key.reveal(), data, hashlib.sha256).hexdigest()[:32]
+        return hashlib.sha256(data).hexdigest()[:32]
 
     def keys_for(self, identity: str, tier: Tier) -> tuple[str, str]:
         """(bucket key, debt key): one hash tag, so both live in one Cluster slot."""
-        tag = self._caller(identity)
-        prefix = self.cfg.key_prefix
-        return f"{prefix}:{{{tag}}}:rate:{tier.name}", f"{prefix}:{{{tag}}}:debt"
+        cached = self._keys.get((identity, tier.name))
+        if cached is None:
+            tag = self._caller(identity)
+            prefix = self.cfg.key_prefix
+            cached = (f"{prefix}:{{{tag}}}:rate:{tier.name}", f"{prefix}:{{{tag}}}:debt")
+            if len(self._keys) >= _KEY_CACHE:
+                self._keys.clear()
+            self._keys[identity, tier.name] = cached
+        return cached
 
     # -- the Limiter protocol ----------------------------------------------------------------
     async def check(
@@ -318,7 +325,7 @@ class RedisLimiter:
             slot = index.get(tier.name)
             if slot is None:
                 slot = index[tier.name] = str(len(index) + 1)
-            args += (slot, repr(float(cost)), repr(float(points)))
+            args += (slot, _number(cost), _number(points))
         head = [str(len(index))]
         for name in index:
             head.extend(self._tier_args[name])
