@@ -128,7 +128,8 @@ def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bao]:
         token_file.touch(mode=0o600)
         token_file.write_text(token)
         server = Bao(proc, f"https://{LOOPBACK}:{port}", tls / "vault-ca.pem", token_file)
-        while not server.root().sys.is_initialized():
+        wait_port(port, 30, proc)
+        while not server.root().is_authenticated():
             time.sleep(0.1)
         yield server
     finally:
