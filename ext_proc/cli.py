@@ -1,7 +1,7 @@
 """The ``godel`` command line. The only place that configures logging.
 
-Exit status: 0 success (``scan``: nothing found), 1 ``scan`` found something,
-2 usage or configuration error.
+Exit status: 0 success (``scan``: nothing found), 1 ``scan`` found something or ``keys check``
+found a key that does not load, 2 usage or configuration error.
 """
 
 from __future__ import annotations
@@ -77,6 +77,35 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     traps = TrapSet.from_settings(settings.traps)
     print(f"ok: {args.config}: {len(traps)} rules from {len(traps.packs)} pack(s)")
     return EXIT_OK
+
+
+# -- keys -------------------------------------------------------------------------------------
+async def _keys_check(settings: Settings, out: IO[str]) -> int:
+    from ext_proc.keys import build_keyring
+
+    keyring = build_keyring(settings.keys)
+    try:
+        if not keyring.names:
+            out.write("no keys configured (keys.* are all unset)\n")
+            return EXIT_OK
+        failed = False
+        for provider, description, error in await keyring.check_providers():
+            failed = failed or error is not None
+            out.write(f"provider {provider}: {description or 'FAILED: ' + str(error)}\n")
+        for status in await keyring.refresh():
+            failed = failed or not status.ok
+            result = "OK" if status.ok else f"FAILED: {status.error}"
+            out.write(f"{status.name}\t{status.ref}\t{status.key_id or '-'}\t{result}\n")
+        return EXIT_FOUND if failed else EXIT_OK
+    finally:
+        await keyring.close()
+
+
+def _cmd_keys_check(args: argparse.Namespace) -> int:
+    settings = load_config(args.config)
+    _configure_logging(settings)
+    logging.getLogger("ext_proc.keys").setLevel(logging.ERROR)  # failures are in the table
+    return asyncio.run(_keys_check(settings, sys.stdout))
 
 
 # -- scan -------------------------------------------------------------------------------------
@@ -183,6 +212,16 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate a config file and compile its rule packs")
     c.add_argument("config", help="YAML config file")
     c.set_defaults(func=_cmd_check_config)
+
+    k = sub.add_parser("keys", help="key providers: check that every configured key loads")
+    ksub = k.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
+    kc = ksub.add_parser(
+        "check",
+        help="reach the providers and load every configured key; print name, reference, key "
+        "id and OK or the error (never key material); exit 1 if any fails",
+    )
+    kc.add_argument("--config", help="YAML config file (default: built-in defaults)")
+    kc.set_defaults(func=_cmd_keys_check)
 
     sc = sub.add_parser("scan", help="scan text offline with the server's traps and policy")
     sc.add_argument("--policy", help="config file whose traps and policy to use")

@@ -24,17 +24,22 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from ext_proc.errors import ConfigError
+from ext_proc.keys.refs import KEY_USES, RefError, check_use, is_ref, parse_ref
+from ext_proc.keys.refs import SYNTAX as REF_SYNTAX
 
 __all__ = [
     "Action",
+    "AwsSettings",
     "DebtSettings",
     "EntropySettings",
     "IdentitySettings",
+    "KeySettings",
     "LimiterSettings",
     "LoggingSettings",
     "NormalizeSettings",
@@ -47,6 +52,7 @@ __all__ = [
     "TierSelection",
     "TierSettings",
     "TrapSettings",
+    "VaultSettings",
     "load_config",
     "settings_from_mapping",
 ]
@@ -545,6 +551,151 @@ class LimiterSettings(_Section):
     redis: RedisSettings = Field(default_factory=RedisSettings, description="Redis backend.")
 
 
+_KEY_REF_HELP = (
+    "a key reference (`file:/abs/path`, `vault-kv:<mount>/<path>#<field>`, `ssm:<name>`); "
+    "unset: not configured"
+)
+
+
+def _check_key_ref(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if not is_ref(value):
+        raise ValueError(
+            "not a key reference. Keys never go in the config file or the "
+            "environment: store the key in Vault/OpenBao, AWS SSM or a mounted file and write "
+            f"where it is, one of: {REF_SYNTAX} (docs/security.md)"
+        )
+    try:
+        check_use(name, parse_ref(value))
+    except RefError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+class VaultSettings(_Section):
+    url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/@]+(/.*)?$",
+        description="Vault or OpenBao address, e.g. https://vault.example:8200; needed by "
+        "vault-kv: and vault-transit: keys. No credentials in the URL.",
+    )
+    namespace: str | None = Field(None, description="Vault Enterprise / OpenBao namespace.")
+    ca_file: Path | None = Field(
+        None, description="CA bundle that signs the Vault server certificate (default: system)."
+    )
+    auth: Literal["token", "approle", "kubernetes", "jwt"] = Field(
+        "kubernetes",
+        description="How Godel logs in: 'kubernetes' (service-account JWT checked by the "
+        "cluster's TokenReview), 'jwt' (same JWT, JWT/OIDC auth method), 'approle', or "
+        "'token' (a token file, e.g. a Vault Agent sink).",
+    )
+    auth_mount: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
+        description="Mount path of the auth method (default: its name, e.g. kubernetes).",
+    )
+    role: str | None = Field(
+        None, description="Vault role for 'kubernetes' and 'jwt' auth (required for those)."
+    )
+    jwt_file: Path = Field(
+        Path("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+        description="Service-account JWT for 'kubernetes' and 'jwt' auth (re-read at each login).",
+    )
+    token_file: Path | None = Field(
+        None, description="File holding the Vault token for 'token' auth; re-read when it changes."
+    )
+    role_id_file: Path | None = Field(None, description="File holding the AppRole role_id.")
+    secret_id_file: Path | None = Field(None, description="File holding the AppRole secret_id.")
+    timeout_seconds: float = Field(5.0, gt=0, le=120, description="Timeout of each Vault request.")
+
+    @model_validator(mode="after")
+    def _auth_inputs(self) -> VaultSettings:
+        if self.auth == "token" and self.token_file is None:
+            raise ValueError("keys.vault.auth 'token' needs keys.vault.token_file")
+        if self.auth == "approle" and (self.role_id_file is None or self.secret_id_file is None):
+            raise ValueError(
+                "keys.vault.auth 'approle' needs keys.vault.role_id_file and secret_id_file"
+            )
+        return self
+
+
+class AwsSettings(_Section):
+    region: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9-]{1,32}$",
+        description="AWS region of ssm: and kms: keys (default: boto3's, e.g. AWS_REGION).",
+    )
+    kms_endpoint_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s@]+$",
+        description="KMS endpoint, e.g. a VPC interface endpoint (default: the public one).",
+    )
+    ssm_endpoint_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s@]+$",
+        description="SSM endpoint, e.g. a VPC interface endpoint (default: the public one).",
+    )
+    timeout_seconds: float = Field(
+        5.0, gt=0, le=120, description="Connect and read timeout of each AWS call."
+    )
+
+
+class KeySettings(_Section):
+    redaction: str | None = Field(
+        None, description=f"HMAC key of redaction: hash pseudonyms; {_KEY_REF_HELP}."
+    )
+    pseudonym: str | None = Field(
+        None, description=f"HMAC key of analytic ids and Redis key names; {_KEY_REF_HELP}."
+    )
+    audit: str | None = Field(None, description=f"Key of reversible audit ids; {_KEY_REF_HELP}.")
+    audit_kek: str | None = Field(
+        None,
+        description="Key-encryption key that wraps audit data keys: "
+        "`vault-transit:<mount>/<key>`, `kms:<key id, ARN or alias/name>` or `file:/abs/path`; "
+        "unset: not configured.",
+    )
+    audit_signing: str | None = Field(
+        None, description=f"Ed25519 key that signs audit checkpoints; {_KEY_REF_HELP}."
+    )
+    redis_password: str | None = Field(
+        None, description=f"Password of the Redis limiter backend; {_KEY_REF_HELP}."
+    )
+    refresh_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="Fetch every key again this often (0: only at start, SIGHUP and POST "
+        "/reload); a new version becomes current, the previous ones stay for decryption.",
+    )
+    keep_versions: int = Field(
+        2, ge=1, le=16, description="Versions of each key held in memory (current + previous)."
+    )
+    vault: VaultSettings = Field(default_factory=VaultSettings, description="Vault / OpenBao.")
+    aws: AwsSettings = Field(default_factory=AwsSettings, description="AWS KMS and SSM.")
+
+    @field_validator(*KEY_USES, mode="before")
+    @classmethod
+    def _refs_only(cls, value: Any, info: ValidationInfo) -> Any:
+        assert info.field_name is not None
+        return _check_key_ref(info.field_name, value)
+
+    @model_validator(mode="after")
+    def _providers_configured(self) -> KeySettings:
+        for name in KEY_USES:
+            value = getattr(self, name)
+            if value is not None and value.startswith("vault-") and self.vault.url is None:
+                raise ValueError(f"keys.{name} is a Vault reference but keys.vault.url is unset")
+            if (
+                value is not None
+                and value.startswith("vault-")
+                and self.vault.auth in ("kubernetes", "jwt")
+                and not self.vault.role
+            ):
+                raise ValueError(f"keys.vault.auth '{self.vault.auth}' needs keys.vault.role")
+        return self
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level. Bodies and matched values are never logged."
@@ -564,6 +715,7 @@ class Settings(_Section):
     )
     limiter: LimiterSettings = Field(default_factory=LimiterSettings, description="Rate limit.")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
+    keys: KeySettings = Field(default_factory=KeySettings, description="Key providers and keys.")
 
 
 def _format_error(exc: ValidationError) -> str:
@@ -597,6 +749,23 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def _refuse_env_keys(env: Mapping[str, str]) -> None:
+    """Keys never come from the environment: a ``GODEL_KEYS__<name>`` variable must hold a
+    reference. The message names the variable, never its value."""
+    prefix = ENV_PREFIX + "KEYS__"
+    for name, raw in env.items():
+        if not name.startswith(prefix):
+            continue
+        key = name[len(prefix) :].lower()
+        if key in KEY_USES and not is_ref(raw.strip()):
+            raise ConfigError(
+                f"environment variable {name}: not a key reference. Keys are never set in the "
+                "environment (it is readable in /proc, crash dumps and pod specs): store the "
+                f"key in Vault/OpenBao, AWS SSM or a mounted file and give a reference, one of: "
+                f"{REF_SYNTAX}"
+            )
+
+
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in over.items():
@@ -612,6 +781,7 @@ def settings_from_mapping(
     data: Mapping[str, Any], env: Mapping[str, str] | None = None, source: str = "config"
 ) -> Settings:
     """Validate a mapping (plus ``GODEL_*`` overrides from ``env``) into :class:`Settings`."""
+    _refuse_env_keys(env or {})
     merged = _merge(dict(data), _env_overrides(env if env is not None else {}))
     try:
         return Settings.model_validate(merged)

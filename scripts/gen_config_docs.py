@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from enum import Enum
+from pathlib import PurePath
 from typing import Any
 
 from pydantic import BaseModel
@@ -32,6 +33,8 @@ def _default(value: Any) -> str:
         return f"`{value.value}`"
     if isinstance(value, tuple):
         value = list(value)
+    if isinstance(value, PurePath):
+        value = str(value)
     if isinstance(value, dict):
         value = {k: (v.value if isinstance(v, Enum) else v) for k, v in value.items()}
     return f"`{json.dumps(value)}`"
