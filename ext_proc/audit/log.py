@@ -53,23 +53,35 @@ def _records(lines: Sequence[Line]) -> int:
 class _SinkRunner:
     """One sink, its own thread (writes stay in order), and how far it has got."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, written: Counter) -> None:
         self.sink = sink
+        self.written = written
         self.name = sink.name
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"godel-audit-{sink.name}")
         self.delivered = -1  # highest sequence number the sink has taken; set in its thread
-        self.inflight: asyncio.Future[int] | None = None
+        self.inflight: asyncio.Future[None] | None = None
         self.failing = False
         self.next_try = 0.0
 
-    def job(self, lines: Sequence[Line]) -> int:
+    def job(self, lines: Sequence[Line]) -> None:
+        """Runs in the sink's thread. Writes segment by segment (a segment's lines go to one
+        file), so after a failure ``delivered`` says exactly what the sink holds."""
         todo = [line for line in lines if line.seq > self.delivered]
-        if todo:
-            if todo[0].seq != self.delivered + 1:
-                raise OSError(f"gap before seq {todo[0].seq}")  # never expected: spill covers it
-            self.sink.write(todo)
-            self.delivered = todo[-1].seq
-        return _records(todo)
+        if todo and todo[0].seq != self.delivered + 1:
+            raise OSError(f"gap before seq {todo[0].seq}")  # never expected: spill covers it
+        chunk: list[Line] = []
+        for line in todo:
+            if line.kind == "key" and chunk:
+                self._write(chunk)
+                chunk = []
+            chunk.append(line)
+        if chunk:
+            self._write(chunk)
+
+    def _write(self, chunk: list[Line]) -> None:
+        self.sink.write(chunk)
+        self.delivered = chunk[-1].seq
+        self.written.inc(_records(chunk))  # prometheus_client counters are thread-safe
 
     @property
     def stalled(self) -> bool:
@@ -127,7 +139,9 @@ class AuditLog:
         chosen = list(sinks) if sinks is not None else sinks_from_settings(settings)
         if not chosen:
             raise ConfigError("audit: no sink configured (audit.stdout or audit.directory)")
-        self._runners = [_SinkRunner(s) for s in chosen]
+        self._runners = [
+            _SinkRunner(s, metrics.audit_records_written.labels(s.name)) for s in chosen
+        ]
         self.spill = SpillFile(settings.spill_path)
         self._ckpt_file = (
             _CheckpointFile(settings.checkpoint_path) if settings.checkpoint_path else None
@@ -337,17 +351,10 @@ class AuditLog:
         for attempt in range(attempts):
             runner.inflight = loop.run_in_executor(runner.executor, runner.job, payload)
             try:
-                written = await asyncio.wait_for(
+                await asyncio.wait_for(
                     asyncio.shield(runner.inflight), self.settings.sink_timeout_seconds
                 )
             except TimeoutError:
-                counter = self.metrics.audit_records_written.labels(runner.name)
-
-                def _late(fut: asyncio.Future[int], counter: Counter = counter) -> None:
-                    if not fut.cancelled() and fut.exception() is None:
-                        counter.inc(fut.result())
-
-                runner.inflight.add_done_callback(_late)
                 self.metrics.audit_errors.labels("sink").inc()
                 log.warning("audit sink %s stalled; spilling until it recovers", runner.name)
                 runner.failing = True
@@ -359,7 +366,6 @@ class AuditLog:
                 if attempt + 1 < attempts:
                     await asyncio.sleep(self.settings.retry_seconds * 2**attempt)
                 continue
-            self.metrics.audit_records_written.labels(runner.name).inc(written)
             if runner.failing:
                 log.warning("audit sink %s recovered", runner.name)
             runner.failing = False
