@@ -565,8 +565,7 @@ class AuditSettings(_Section):
     enabled: bool = Field(
         False,
         description="Write the encrypted, hash-chained audit log (docs/audit.md). Off by default: "
-        "it needs the audit keys from the key provider, and the server refuses to start without "
-        "them.",
+        "it needs the audit keys and a key wrapper from the key provider.",
     )
     include_allow: bool = Field(
         False,

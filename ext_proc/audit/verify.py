@@ -284,6 +284,7 @@ def _check_store(
     except OSError as exc:
         return Problem(store, 0, None, f"cannot read the checkpoint store: {exc.strerror}")
     first_seq = report.first_seq if report.first_seq is not None else 0
+    first = where.get(first_seq)
     for number, raw in enumerate(data.splitlines(), start=1):
         try:
             doc, digest = _parse(raw)
@@ -319,6 +320,14 @@ def _check_store(
                 "line differs from the checkpoint kept in the checkpoint store: the log was "
                 "rewritten",
             )
-    if report.store_checkpoints == 0:
-        report.notes.append(f"checkpoint store has no checkpoint of log {report.log_id}")
+    if report.store_checkpoints == 0 and report.checkpoints > 0:
+        # The log has signed checkpoints, so the store should have them: the log was replaced
+        # by another one, or the store belongs to another deployment.
+        return Problem(
+            first[0] if first else store,
+            first[1] if first else 0,
+            report.first_seq,
+            f"the checkpoint store has no checkpoint of log {report.log_id}: the log was "
+            "replaced, or the store is not this log's",
+        )
     return None

@@ -576,3 +576,17 @@ def test_event_from_pipeline_outcome(pipeline: Pipeline) -> None:
     refused = AuditEvent.from_outcome(ctx, Outcome("block", rules=("undecodable-body",)))
     assert refused.rules == ("undecodable-body",)
     assert refused.categories == ()
+
+
+def test_store_catches_a_log_replaced_by_another(tmp_path: Path) -> None:
+    ks = make_keys(tmp_path)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        write_log(tmp_path / name, ks, 4)
+    (other_log,) = sorted((tmp_path / "b" / "log").glob("audit-*.jsonl"))
+    store_a = tmp_path / "a" / "store" / "checkpoints.jsonl"
+    assert verify_log([other_log], public_key=ks.keys.public_key()).ok  # validly signed
+    report = verify_log([other_log], public_key=ks.keys.public_key(), checkpoints=store_a)
+    assert report.problem is not None
+    assert report.problem.line == 1
+    assert "no checkpoint of log" in report.problem.reason
