@@ -216,8 +216,12 @@ class AuditLog:
             return
         self._closed = True
         if self._task is not None:
-            await self._queue.put(None)
-            await self._task
+            if not self._task.done():
+                await self._queue.put(None)
+            try:
+                await self._task
+            except Exception:
+                log.exception("audit writer task failed; closing with what is sealed")
         await self._deliver(self._chain.close())
         deadline = time.monotonic() + self.settings.close_timeout_seconds
         while self._behind() and time.monotonic() < deadline:
@@ -289,6 +293,10 @@ class AuditLog:
             try:
                 await self._deliver(lines)
                 await self._prepare_next_dek()
+            except Exception:  # keep the writer alive; count the batch as lost (alerts fire)
+                self.metrics.audit_errors.labels("sink").inc()
+                self.metrics.audit_records_lost.inc(_records(lines))
+                log.exception("audit: delivery failed unexpectedly; batch counted as lost")
             finally:
                 for _ in range(taken):
                     self._queue.task_done()
