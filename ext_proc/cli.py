@@ -1,7 +1,8 @@
 """The ``godel`` command line. The only place that configures logging.
 
-Exit status: 0 success (``scan``: nothing found), 1 ``scan`` found something or ``keys check``
-found a key that does not load, 2 usage or configuration error.
+Exit status: 0 success (``scan``: nothing found; ``audit verify``: intact), 1 ``scan`` found
+something, ``keys check`` found a key that does not load or ``audit verify`` found tampering,
+2 usage or configuration error.
 """
 
 from __future__ import annotations
@@ -199,6 +200,183 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.envoy_config), keep_serving=not args.tour_only)
 
 
+# -- audit ------------------------------------------------------------------------------------
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from ext_proc.audit import load_public_key, verify_log
+
+    key = load_public_key(Path(args.public_key)) if args.public_key else None
+    report = verify_log(
+        [Path(f) for f in args.files],
+        public_key=key,
+        checkpoints=Path(args.checkpoints) if args.checkpoints else None,
+        allow_open=args.allow_open,
+        partial=args.partial,
+    )
+    for note in report.notes:
+        print(f"godel audit verify: note: {note}", file=sys.stderr)
+    if key is None:
+        print(
+            "godel audit verify: warning: no --public-key, checkpoint signatures not checked "
+            "(an attacker who rewrites the whole log is not detected)",
+            file=sys.stderr,
+        )
+    if report.problem is not None:
+        print(f"godel audit verify: TAMPERED: {report.problem}", file=sys.stderr)
+        return EXIT_FOUND
+    print(
+        f"ok: log {report.log_id}: {report.lines} lines, {report.records} records, "
+        f"{report.segments} segment(s), {report.checkpoints} checkpoints"
+        f"{' (signatures verified)' if key is not None else ''}, last signed seq "
+        f"{report.last_signed_seq}"
+        + (f", {report.store_checkpoints} matched in the store" if args.checkpoints else "")
+    )
+    return EXIT_OK
+
+
+def _audit_wrapper(args: argparse.Namespace) -> Any:
+    from ext_proc.audit import LocalKeyWrapper, load_audit_key_file
+
+    keks = [load_audit_key_file(Path(f), "--kek-file") for f in args.kek_file]
+    return LocalKeyWrapper(*keks)
+
+
+def _cmd_audit_decrypt(args: argparse.Namespace) -> int:
+    from ext_proc.audit import (
+        AuditKeyError,
+        LocalSubjectKeyStore,
+        load_audit_key_file,
+        read_records,
+        verify_log,
+    )
+    from ext_proc.audit.format import Pseudonyms
+
+    files = [Path(f) for f in args.files]
+    if not args.no_verify:
+        report = verify_log(files, allow_open=True, partial=True)
+        if report.problem is not None:
+            print(f"godel audit decrypt: TAMPERED: {report.problem}", file=sys.stderr)
+            return EXIT_FOUND
+    pseudonym = load_audit_key_file(Path(args.pseudonym_key_file), "--pseudonym-key-file")
+    subject_key = load_audit_key_file(Path(args.subject_key_file), "--subject-key-file")
+    ids = Pseudonyms(pseudonym, subject_key)
+    store = (
+        LocalSubjectKeyStore(Path(args.subject_store), subject_key) if args.subject_store else None
+    )
+    wrapper = _audit_wrapper(args)
+    want_analytic = ids.analytic_id(args.subject) if args.subject is not None else None
+
+    async def run() -> int:
+        found = 0
+        async for rec in read_records(files, wrapper):
+            body = rec.body
+            if want_analytic is not None and body.get("analytic_id") != want_analytic:
+                continue
+            if args.audit_id is not None and body.get("audit_id") != args.audit_id:
+                continue
+            user: str | None = None
+            try:
+                own = None
+                if body.get("audit_key") == "subject":
+                    own = store.key_for(body["analytic_id"], create=False) if store else None
+                    if own is None:
+                        raise AuditKeyError("subject key shredded or store not given")
+                user = ids.reveal_audit_id(body["audit_id"], own)
+            except AuditKeyError:
+                user = None
+            out = {"file": str(rec.file), "line": rec.line, "seq": rec.seq, "ts": rec.ts}
+            out.update(body)
+            out["user_id"] = user
+            sys.stdout.write(json.dumps(out) + "\n")
+            found += 1
+        print(f"godel audit decrypt: {found} record(s) of the subject", file=sys.stderr)
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+def _cmd_audit_shred(args: argparse.Namespace) -> int:
+    from ext_proc.audit import LocalSubjectKeyStore, load_audit_key_file
+    from ext_proc.audit.format import Pseudonyms
+
+    if not args.subject_store:
+        print("godel audit shred: --subject-store is required", file=sys.stderr)
+        return EXIT_USAGE
+    pseudonym = load_audit_key_file(Path(args.pseudonym_key_file), "--pseudonym-key-file")
+    subject_key = load_audit_key_file(Path(args.subject_key_file), "--subject-key-file")
+    analytic = Pseudonyms(pseudonym, subject_key).analytic_id(args.subject)
+    store = LocalSubjectKeyStore(Path(args.subject_store), subject_key)
+    if not store.shred(analytic):
+        print(f"godel audit shred: no key for subject {analytic}", file=sys.stderr)
+        return EXIT_FOUND
+    print(f"shredded: subject key of {analytic}")
+    return EXIT_OK
+
+
+def _cmd_audit_public_key(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ext_proc.audit import load_audit_key_file
+
+    seed = load_audit_key_file(Path(args.signing_key_file), "--signing-key-file")
+    public = Ed25519PrivateKey.from_private_bytes(seed.reveal()).public_key()
+    pem = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    sys.stdout.write(pem.decode("ascii"))
+    return EXIT_OK
+
+
+def _audit_parser(sub: Any) -> None:
+    a = sub.add_parser("audit", help="verify or decrypt the audit log (docs/audit.md)")
+    asub = a.add_subparsers(dest="audit_command", required=True, metavar="AUDIT_COMMAND")
+
+    v = asub.add_parser(
+        "verify", help="check the hash chain and signed checkpoints; exit 1 on tampering"
+    )
+    v.add_argument("files", nargs="+", metavar="FILE", help="log files in order, or a directory")
+    v.add_argument("--checkpoints", help="checkpoint store kept apart (audit.checkpoint_path)")
+    v.add_argument("--public-key", help="Ed25519 public key (PEM, or 32 bytes raw/hex/base64)")
+    v.add_argument(
+        "--allow-open", action="store_true", help="the last file may lack its closing checkpoint"
+    )
+    v.add_argument(
+        "--partial", action="store_true", help="later segments may follow the files given"
+    )
+    v.set_defaults(func=_cmd_audit_verify)
+
+    keys = argparse.ArgumentParser(add_help=False)
+    keys.add_argument(
+        "--pseudonym-key-file", required=True, help="analytic-id (HMAC) key, 32 bytes"
+    )
+    keys.add_argument("--subject-key-file", required=True, help="audit-id key, 32 bytes")
+    keys.add_argument("--subject-store", help="directory of per-subject keys (crypto-shredding)")
+
+    d = asub.add_parser(
+        "decrypt", parents=[keys], help="print one subject's records (warrant workflow)"
+    )
+    d.add_argument("files", nargs="+", metavar="FILE", help="log files in order, or a directory")
+    who = d.add_mutually_exclusive_group(required=True)
+    who.add_argument("--subject", help="the user id (matched through its analytic id)")
+    who.add_argument("--audit-id", help="an audit id (s1:...) as found in a record")
+    d.add_argument(
+        "--kek-file",
+        action="append",
+        required=True,
+        help="key-encryption key file (32 bytes); repeat for keys rotated out",
+    )
+    d.add_argument("--no-verify", action="store_true", help="skip the chain check first")
+    d.set_defaults(func=_cmd_audit_decrypt)
+
+    sh = asub.add_parser("shred", parents=[keys], help="delete one subject's key (erasure request)")
+    sh.add_argument("--subject", required=True, help="the user id to erase")
+    sh.set_defaults(func=_cmd_audit_shred)
+
+    pk = asub.add_parser("public-key", help="print the checkpoint verification key (PEM)")
+    pk.add_argument("--signing-key-file", required=True, help="Ed25519 seed, 32 bytes")
+    pk.set_defaults(func=_cmd_audit_public_key)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="godel", description="Godel Guardrail ingress filter.")
     p.add_argument("--version", action="version", version=_version_text())
@@ -243,6 +421,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--envoy-config", default="envoy/envoy.yaml", help="Envoy config to run")
     d.add_argument("--tour-only", action="store_true", help="exit after the tour")
     d.set_defaults(func=_cmd_demo)
+
+    _audit_parser(sub)
     return p
 
 

@@ -35,6 +35,7 @@ from ext_proc.keys.refs import SYNTAX as REF_SYNTAX
 
 __all__ = [
     "Action",
+    "AuditSettings",
     "AwsSettings",
     "DebtSettings",
     "EntropySettings",
@@ -703,6 +704,93 @@ class LoggingSettings(_Section):
     format: Literal["json", "text"] = Field("json", description="Log line format.")
 
 
+class AuditSettings(_Section):
+    @model_validator(mode="after")
+    def _needs_sink_and_spill(self) -> AuditSettings:
+        if self.enabled and not (self.stdout or self.directory is not None):
+            raise ValueError("audit.enabled needs a sink: audit.stdout or audit.directory")
+        if self.enabled and self.spill_path is None:
+            raise ValueError("audit.enabled needs audit.spill_path")
+        return self
+
+    enabled: bool = Field(
+        False,
+        description="Write the encrypted, hash-chained audit log (docs/audit.md). Off by default: "
+        "it needs the audit keys and a key wrapper from the key provider.",
+    )
+    include_allow: bool = Field(
+        False,
+        description="Record allowed requests too; block, redact, throttle and too_large are "
+        "always recorded.",
+    )
+    stdout: bool = Field(False, description="Write audit lines to stdout (for ELK or Loki).")
+    directory: Path | None = Field(
+        None,
+        description="Directory for audit files, one per segment: "
+        "audit-<log id>-<first sequence number>.jsonl.",
+    )
+    fsync: bool = Field(True, description="fsync audit files after each batch of lines.")
+    spill_path: Path | None = Field(
+        None,
+        description="Local file for lines a sink could not take (failure or full queue); "
+        "replayed to the sink when it recovers. Best on another disk than audit.directory.",
+    )
+    checkpoint_path: Path | None = Field(
+        None,
+        description="Append-only file that also receives every signed checkpoint; keep it where "
+        "the log's writer cannot rewrite it (a WORM bucket, a log shipper's own store).",
+    )
+    queue_size: int = Field(
+        10_000,
+        ge=16,
+        le=1_000_000,
+        description="Events waiting for the writer; beyond it events are sealed at once and "
+        "appended to the spill file (nothing is dropped, the request never waits).",
+    )
+    checkpoint_records: int = Field(
+        1000, ge=1, le=1_000_000, description="Sign a checkpoint after this many records..."
+    )
+    checkpoint_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="...or when a record has waited this long for one. One more at close.",
+    )
+    segment_records: int = Field(
+        1_000_000,
+        ge=1,
+        le=2**24,
+        description="Records per segment: then a new data key is used (wrapped once by the key "
+        "provider) and a new file begins.",
+    )
+    segment_seconds: float = Field(
+        3600.0, ge=1, le=7 * 86400, description="Longest life of a segment and its data key."
+    )
+    sink_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="A sink write slower than this counts as stalled; its lines go to the spill "
+        "file until it recovers.",
+    )
+    sink_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a failed sink write before its lines are spilled."
+    )
+    retry_seconds: float = Field(
+        0.2,
+        gt=0,
+        le=60,
+        description="Wait before a retry (doubling per retry); a failed sink is retried after it.",
+    )
+    close_timeout_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="On shutdown, how long close() keeps retrying a failed sink; what remains "
+        "stays in the spill file.",
+    )
+
+
 class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings, description="Servers.")
     identity: IdentitySettings = Field(
@@ -716,6 +804,7 @@ class Settings(_Section):
     limiter: LimiterSettings = Field(default_factory=LimiterSettings, description="Rate limit.")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
     keys: KeySettings = Field(default_factory=KeySettings, description="Key providers and keys.")
+    audit: AuditSettings = Field(default_factory=AuditSettings, description="Audit log.")
 
 
 def _format_error(exc: ValidationError) -> str:

@@ -130,6 +130,41 @@ class Metrics:
             "Requests refused because the caller's security debt is at or above its limit.",
             registry=r,
         )
+        self.audit_records_written = Counter(
+            "godel_audit_records_written",
+            "Audit records written, by sink (stdout, file); replays of spilled records count.",
+            ["sink"],
+            registry=r,
+        )
+        self.audit_records_spilled = Counter(
+            "godel_audit_records_spilled",
+            "Audit records put in the local spill file because a sink failed or stalled, or the "
+            "queue was full.",
+            registry=r,
+        )
+        self.audit_records_lost = Counter(
+            "godel_audit_records_lost",
+            "Audit records neither written nor spilled (should stay 0; page when not).",
+            registry=r,
+        )
+        self.audit_errors = Counter(
+            "godel_audit_errors",
+            "Audit failures, by kind (sink, spill, checkpoint_store, key).",
+            ["kind"],
+            registry=r,
+        )
+        self.audit_queue_depth = Gauge(
+            "godel_audit_queue_depth", "Audit events waiting for the writer.", registry=r
+        )
+        self.audit_spill_lines = Gauge(
+            "godel_audit_spill_lines",
+            "Lines in the audit spill file waiting for a sink to recover.",
+            registry=r,
+        )
+        for sink in ("stdout", "file"):
+            self.audit_records_written.labels(sink)
+        for kind in ("sink", "spill", "checkpoint_store", "key"):
+            self.audit_errors.labels(kind)
         for source in ("redis", "local", "open", "closed"):
             for result in ("ok", "rate", "debt", "uncharged"):
                 self.limiter_decisions.labels(source, result)
