@@ -4,13 +4,17 @@
 * ``GET /ready``   200 when traps are loaded, the limiter answers and no shutdown is under way;
   otherwise 503 with the reason (readiness).
 * ``GET /metrics`` the Prometheus exposition of :mod:`ext_proc.metrics`.
-* ``POST /reload`` re-reads the config file and swaps in new rule packs and policy without
-  dropping a request; 200 with the rule count, 422 naming the bad key (the old config stays),
-  403 unless the caller is on loopback. (Token authentication arrives with the key provider.)
+* ``POST /reload`` re-fetches the keys, re-reads the config file and swaps in new rule packs,
+  policy and keys without dropping a request; 200 with the rule count and key versions, 422
+  naming the bad key (the old config stays). With ``keys.admin_token`` configured the caller
+  must send ``Authorization: Bearer <token>`` (401 otherwise, compared in constant time);
+  without it only loopback callers may reload (403). The admin port binds to loopback by
+  default.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +22,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ext_proc.errors import GodelError
+from ext_proc.keys import SecretBytes
 from ext_proc.metrics import Metrics
 
 __all__ = ["ReadinessProbe", "build_admin_app"]
@@ -31,7 +36,11 @@ _LOOPBACK = {"127.0.0.1", "::1"}
 
 
 def build_admin_app(
-    metrics: Metrics, readiness: ReadinessProbe, reloader: Reloader | None = None
+    metrics: Metrics,
+    readiness: ReadinessProbe,
+    reloader: Reloader | None = None,
+    *,
+    reload_token: SecretBytes | None = None,
 ) -> web.Application:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -47,7 +56,19 @@ def build_admin_app(
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def reload(request: web.Request) -> web.Response:
-        if request.remote not in _LOOPBACK:
+        if reload_token is not None:
+            sent = request.headers.get("Authorization", "")
+            scheme, _, token = sent.partition(" ")
+            expected = reload_token.reveal()
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                token.strip().encode("utf-8", "surrogateescape"), expected
+            ):
+                return web.json_response(
+                    {"error": "reload needs Authorization: Bearer <keys.admin_token>"},
+                    status=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        elif request.remote not in _LOOPBACK:
             return web.json_response({"error": "reload is allowed from loopback only"}, status=403)
         assert reloader is not None
         try:

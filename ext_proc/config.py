@@ -253,12 +253,6 @@ class RouteRule(_Section):
 
 
 class PolicySettings(_Section):
-    @model_validator(mode="after")
-    def _hash_needs_key(self) -> PolicySettings:
-        if self.redaction == "hash" and self.hash_key_file is None:
-            raise ValueError("redaction 'hash' needs policy.hash_key_file")
-        return self
-
     actions: dict[str, Action] = Field(
         default_factory=lambda: {
             "secret": Action.REDACT,
@@ -277,12 +271,7 @@ class PolicySettings(_Section):
         "label",
         description="How redacted spans are replaced: 'label' writes [REDACTED:<rule-id>], "
         "'mask' asterisks of the same length, 'hash' [HASH:<rule-id>:<16 hex>], a keyed "
-        "pseudonym (HMAC-SHA256) under the key in hash_key_file.",
-    )
-    hash_key_file: Path | None = Field(
-        None,
-        description="File holding the redaction key (at least 32 bytes) for redaction: hash, "
-        "e.g. mounted by Vault Agent or the CSI secrets driver. Read at start and on reload.",
+        "pseudonym (HMAC-SHA256) under keys.redaction.",
     )
     shadow: bool = Field(
         False,
@@ -349,7 +338,7 @@ class RedisSettings(_Section):
         netloc = rest.split("/", 1)[0]
         if "@" in netloc and ":" in netloc.rsplit("@", 1)[0]:
             raise ValueError(
-                "the URL holds a password; put it in limiter.redis.password_file instead"
+                "the URL holds a password; give keys.redis_password a reference instead"
             )
         if scheme.endswith("+sentinel") and len(rest.split("/")) < 2:
             raise ValueError("a sentinel URL names the service: redis+sentinel://h1:26379/mymaster")
@@ -363,19 +352,8 @@ class RedisSettings(_Section):
         "password in the URL.",
     )
     username: str | None = Field(None, description="ACL user name (Redis 6+), if any.")
-    password_file: Path | None = Field(
-        None,
-        description="File holding the Redis password (mounted by Vault Agent or the CSI "
-        "secrets driver); read once at start, kept in memory only.",
-    )
     tls_ca_file: Path | None = Field(
         None, description="CA bundle that signs the Redis server certificate (rediss://)."
-    )
-    pseudonym_key_file: Path | None = Field(
-        None,
-        description="File with a key (at least 32 bytes) for the HMAC-SHA256 that turns "
-        "identities into key names. Without it a plain SHA-256 is used, and anyone who can "
-        "read Redis can confirm a guessed user id.",
     )
     key_prefix: str = Field(
         "godel",
@@ -662,6 +640,11 @@ class KeySettings(_Section):
     redis_password: str | None = Field(
         None, description=f"Password of the Redis limiter backend; {_KEY_REF_HELP}."
     )
+    admin_token: str | None = Field(
+        None,
+        description="Bearer token that POST /reload must present (Authorization: Bearer ...); "
+        f"unset: loopback callers only; {_KEY_REF_HELP}.",
+    )
     refresh_seconds: float = Field(
         300.0,
         ge=0,
@@ -805,6 +788,23 @@ class Settings(_Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
     keys: KeySettings = Field(default_factory=KeySettings, description="Key providers and keys.")
     audit: AuditSettings = Field(default_factory=AuditSettings, description="Audit log.")
+
+    @model_validator(mode="after")
+    def _features_have_their_keys(self) -> Settings:
+        """A feature that needs a key names the key setting it is missing."""
+        needs: list[tuple[bool, str, tuple[str, ...]]] = [
+            (self.policy.redaction == "hash", "policy.redaction 'hash'", ("redaction",)),
+            (
+                self.audit.enabled,
+                "audit.enabled",
+                ("pseudonym", "audit", "audit_kek", "audit_signing"),
+            ),
+        ]
+        for active, feature, names in needs:
+            missing = [f"keys.{n}" for n in names if getattr(self.keys, n) is None]
+            if active and missing:
+                raise ValueError(f"{feature} needs {', '.join(missing)} (a key reference)")
+        return self
 
 
 def _format_error(exc: ValidationError) -> str:

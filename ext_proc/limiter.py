@@ -18,10 +18,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from ext_proc.config import DebtSettings, LimiterSettings
 from ext_proc.metrics import Metrics
+
+if TYPE_CHECKING:
+    from ext_proc.keys import Keyring, SecretBytes
 
 __all__ = [
     "DebtLedger",
@@ -289,23 +292,21 @@ class LocalLimiter:
         return None
 
 
-def make_limiter(settings: LimiterSettings, metrics: Metrics | None = None) -> Limiter:
-    """Build the limiter the config names; the Redis one reads its password and pseudonym key
-    files now and connects on first use."""
+def make_limiter(
+    settings: LimiterSettings, metrics: Metrics | None = None, keyring: Keyring | None = None
+) -> Limiter:
+    """Build the limiter the config names; the Redis one takes its password (keys.redis_password)
+    and key-name pseudonym key (keys.pseudonym) from the keyring and connects on first use."""
     if settings.backend == "redis":
-        from ext_proc.keys import read_key_file, read_secret_file
         from ext_proc.redis_limiter import RedisLimiter  # redis-py only when configured
 
-        cfg = settings.redis
-        password = (
-            read_secret_file(cfg.password_file, "limiter.redis.password_file")
-            if cfg.password_file
-            else None
+        def key(name: str) -> SecretBytes | None:
+            return keyring.material(name) if keyring is not None and name in keyring else None
+
+        return RedisLimiter(
+            settings,
+            password=key("redis_password"),
+            metrics=metrics,
+            pseudonym_key=key("pseudonym"),
         )
-        key = (
-            read_key_file(cfg.pseudonym_key_file, "limiter.redis.pseudonym_key_file")
-            if cfg.pseudonym_key_file
-            else None
-        )
-        return RedisLimiter(settings, password=password, metrics=metrics, pseudonym_key=key)
     return LocalLimiter(settings)

@@ -7,6 +7,7 @@ into an ext_proc reply. Nothing here knows about gRPC or Envoy messages.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ext_proc.config import Settings
@@ -87,6 +88,8 @@ class Pipeline:
         self.redactor = redactor or Redactor(settings.policy.redaction)
         self.limiter = limiter
         self.metrics = metrics
+        # Called with every decided request (the audit log); must not block or raise.
+        self.on_outcome: Callable[[RequestContext, Outcome], None] | None = None
         self.max_body_bytes = settings.server.max_body_bytes
 
     def normalise(self, body: bytes) -> bytes:
@@ -157,12 +160,22 @@ class Pipeline:
     def too_large(self, size: int) -> bool:
         return size > self.max_body_bytes
 
-    def reject_too_large(self) -> Outcome:
+    def reject_too_large(self, ctx: RequestContext | None = None) -> Outcome:
         """The answer for a body whose declared size is already over the limit."""
-        return self._count(Outcome("too_large"))
+        outcome = self._count(Outcome("too_large"))
+        if ctx is not None and self.on_outcome is not None:
+            self.on_outcome(ctx, outcome)
+        return outcome
 
     async def decide(self, ctx: RequestContext, body: bytes | None) -> Outcome:
-        """Inspect the body (if any), charge the caller's bucket, and pick the answer."""
+        """Inspect the body (if any), charge the caller's bucket, and pick the answer; then
+        hand the outcome to ``on_outcome`` (the audit log), which never blocks."""
+        outcome = await self._decide(ctx, body)
+        if self.on_outcome is not None:
+            self.on_outcome(ctx, outcome)
+        return outcome
+
+    async def _decide(self, ctx: RequestContext, body: bytes | None) -> Outcome:
         if body is not None and self.too_large(len(body)):
             return self.reject_too_large()
         decoded = False

@@ -23,9 +23,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from ext_proc.admin import build_admin_app
+from ext_proc.audit import AuditEvent, AuditKeys, AuditLog, KeyringKeyWrapper, parse_audit_key
 from ext_proc.config import Settings, load_config
-from ext_proc.errors import GodelError
-from ext_proc.keys import read_key_file
+from ext_proc.errors import ConfigError, GodelError, KeyProviderError
+from ext_proc.keys import MIN_KEY_BYTES, Keyring, load_keys
 from ext_proc.limiter import make_limiter
 from ext_proc.metrics import Metrics
 from ext_proc.mutate import Redactor
@@ -42,20 +43,37 @@ EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
 GRPC_MESSAGE_HEADROOM = 1024 * 1024
 
 
-def build_redactor(settings: Settings) -> Redactor:
-    """The redaction operator, with its key read from the key file when it needs one."""
+def build_redactor(settings: Settings, keyring: Keyring | None = None) -> Redactor:
+    """The redaction operator, with the current ``keys.redaction`` key when it needs one."""
     policy = settings.policy
     key = None
-    if policy.redaction == "hash" and policy.hash_key_file is not None:
-        key = read_key_file(policy.hash_key_file, "policy.hash_key_file")
+    if policy.redaction == "hash":
+        if keyring is None or "redaction" not in keyring:
+            raise ConfigError("policy.redaction 'hash' needs keys.redaction (a key reference)")
+        key = keyring.material("redaction")
+        if len(key.reveal()) < MIN_KEY_BYTES:
+            raise ConfigError(f"keys.redaction: the key must be at least {MIN_KEY_BYTES} bytes")
     return Redactor(policy.redaction, key)
 
 
-def build_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
+def build_pipeline(
+    settings: Settings, metrics: Metrics, keyring: Keyring | None = None
+) -> Pipeline:
+    """The pipeline for ``settings``; ``keyring`` holds the fetched keys it needs (if any)."""
     traps = TrapSet.from_settings(settings.traps)
     metrics.rules_loaded.set(len(traps))
-    limiter = make_limiter(settings.limiter, metrics)
-    return Pipeline(settings, traps, limiter, metrics, build_redactor(settings))
+    limiter = make_limiter(settings.limiter, metrics, keyring)
+    return Pipeline(settings, traps, limiter, metrics, build_redactor(settings, keyring))
+
+
+def build_audit(settings: Settings, keyring: Keyring, metrics: Metrics) -> AuditLog:
+    """The audit log, its keys from the keyring and its data keys wrapped by ``keys.audit_kek``."""
+    keys = AuditKeys(
+        pseudonym=parse_audit_key(keyring.material("pseudonym").reveal(), "keys.pseudonym"),
+        subject=parse_audit_key(keyring.material("audit").reveal(), "keys.audit"),
+        signing=parse_audit_key(keyring.material("audit_signing").reveal(), "keys.audit_signing"),
+    )
+    return AuditLog(settings.audit, keys, KeyringKeyWrapper(keyring), metrics)
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -79,6 +97,8 @@ class GodelServer:
         self.admin_port = 0
         self._stopping = False
         self._reload_lock = asyncio.Lock()
+        self.audit: AuditLog | None = None
+        self._refresher: asyncio.Future[None] | None = None
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the config file; swap in its rule packs and policy (SIGHUP, POST /reload).
@@ -90,16 +110,22 @@ class GodelServer:
         async with self._reload_lock:
             try:
                 new = load_config(self.config_path)
+                # Keys first: a rotated key becomes current, the previous versions stay for
+                # decryption. A failed fetch keeps the running version (and is reported).
+                statuses = await self.keyring.refresh()
+                failed = [f"keys.{st.name}: {st.error}" for st in statuses if not st.ok]
+                if failed:
+                    raise KeyProviderError("; ".join(failed))
                 # Compiling a large rule set takes a moment; keep the event loop serving.
                 traps = await asyncio.to_thread(TrapSet.from_settings, new.traps)
-                redactor = build_redactor(new)
+                redactor = build_redactor(new, self.keyring)
             except GodelError:
                 self.metrics.config_reloads.labels("error").inc()
                 log.exception("reload failed; keeping the running config")
                 raise
             kept = [
                 name
-                for name in ("server", "identity", "limiter")
+                for name in ("server", "identity", "limiter", "keys", "audit")
                 if getattr(new, name) != getattr(self.settings, name)
             ]
             merged = new.model_copy(update={name: getattr(self.settings, name) for name in kept})
@@ -110,7 +136,12 @@ class GodelServer:
             if kept:
                 log.warning("reload: %s changed and take effect on restart", ", ".join(kept))
             log.info("reloaded rules=%d routes=%d", len(traps), len(new.policy.routes))
-            return {"rules": len(traps), "routes": len(new.policy.routes), "restart_needed": kept}
+            return {
+                "rules": len(traps),
+                "routes": len(new.policy.routes),
+                "keys": {st.name: st.key_id for st in statuses},
+                "restart_needed": kept,
+            }
 
     async def readiness(self) -> str | None:
         if self._stopping:
@@ -123,8 +154,22 @@ class GodelServer:
 
     async def start(self) -> None:
         s = self.settings.server
-        self.pipeline = build_pipeline(self.settings, self.metrics)
+        # Keys are fetched before anything serves: a key that does not load stops the start
+        # with an error naming it (never its value).
+        self.keyring = await load_keys(self.settings)
+        self.pipeline = build_pipeline(self.settings, self.metrics, self.keyring)
         await self.pipeline.limiter.start()
+        if self.settings.audit.enabled:
+            self.audit = build_audit(self.settings, self.keyring, self.metrics)
+            await self.audit.start()
+            audit = self.audit
+            self.pipeline.on_outcome = lambda ctx, outcome: audit.record(
+                AuditEvent.from_outcome(ctx, outcome)
+            )
+        if self.settings.keys.refresh_seconds > 0 and self.keyring.names:
+            self._refresher = asyncio.ensure_future(
+                self.keyring.refresh_forever(self.settings.keys.refresh_seconds)
+            )
         limit = s.max_body_bytes + GRPC_MESSAGE_HEADROOM
         self.grpc = grpc.aio.server(
             options=[
@@ -142,8 +187,10 @@ class GodelServer:
             raise OSError(f"server.grpc_address: cannot bind {s.grpc_address}")
         await self.grpc.start()
 
+        token = self.keyring.material("admin_token") if "admin_token" in self.keyring else None
         self.admin_runner = web.AppRunner(
-            build_admin_app(self.metrics, self.readiness, self.reload), access_log=None
+            build_admin_app(self.metrics, self.readiness, self.reload, reload_token=token),
+            access_log=None,
         )
         await self.admin_runner.setup()
         host, port = _split(s.admin_address)
@@ -180,7 +227,12 @@ class GodelServer:
         if s.shutdown_delay_seconds:
             await asyncio.sleep(s.shutdown_delay_seconds)
         await self.grpc.stop(s.drain_seconds)
+        if self._refresher is not None:
+            self._refresher.cancel()
+        if self.audit is not None:
+            await self.audit.close()  # every queued record is written or spilled
         await self.pipeline.limiter.close()
+        await self.keyring.close()
         await self.admin_runner.cleanup()
         log.info("shutdown complete")
 

@@ -282,7 +282,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             headers = self._headers(req.request_headers)
             ctx = st.ctx = self._context(headers, _attributes(req))
             if ctx.content_length is not None and self.pipeline.too_large(ctx.content_length):
-                reply = self._reply(ctx, self.pipeline.reject_too_large(), kind)
+                reply = self._reply(ctx, self.pipeline.reject_too_large(ctx), kind)
             elif req.request_headers.end_of_stream:
                 outcome = await self.pipeline.decide(ctx, None)
                 st.limit = outcome.limit

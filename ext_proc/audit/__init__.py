@@ -12,12 +12,14 @@ from ext_proc.audit.event import AUDITED_DECISIONS, AuditEvent
 from ext_proc.audit.keys import (
     AuditKeyError,
     AuditKeys,
+    KeyringKeyWrapper,
     KeyWrapper,
     LocalKeyWrapper,
     LocalSubjectKeyStore,
     SubjectKeyStore,
     load_audit_key_file,
     load_public_key,
+    parse_audit_key,
     public_key_pem,
 )
 from ext_proc.audit.log import AuditLog, sinks_from_settings
@@ -34,6 +36,7 @@ __all__ = [
     "DecryptedRecord",
     "FileSink",
     "KeyWrapper",
+    "KeyringKeyWrapper",
     "LocalKeyWrapper",
     "LocalSubjectKeyStore",
     "Problem",
@@ -44,6 +47,7 @@ __all__ = [
     "VerifyReport",
     "load_audit_key_file",
     "load_public_key",
+    "parse_audit_key",
     "public_key_pem",
     "read_records",
     "sinks_from_settings",

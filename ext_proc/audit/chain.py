@@ -38,7 +38,6 @@ from ext_proc.audit.keys import (
     public_key_fingerprint,
     random_id,
 )
-from ext_proc.keys import SecretBytes
 
 __all__ = ["ChainWriter", "PreparedDek", "prepare_dek"]
 
@@ -62,8 +61,7 @@ class PreparedDek:
 async def prepare_dek(wrapper: KeyWrapper, log_id: str) -> PreparedDek:
     """Generate a DEK and wrap it once (the one KMS call per segment)."""
     kid = random_id()
-    key = SecretBytes(AESGCM.generate_key(bit_length=256))
-    wrap_key_id, blob = await wrapper.wrap(key, dek_context(log_id, kid))
+    key, wrap_key_id, blob = await wrapper.new_data_key(dek_context(log_id, kid))
     return PreparedDek(kid, AESGCM(key.reveal()), wrap_key_id, blob)
 
 

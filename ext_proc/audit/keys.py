@@ -31,20 +31,22 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ext_proc.errors import ConfigError, GodelError
-from ext_proc.keys import SecretBytes
+from ext_proc.errors import ConfigError, GodelError, KeyProviderError
+from ext_proc.keys import Keyring, SecretBytes
 
 __all__ = [
     "KEY_BYTES",
     "AuditKeyError",
     "AuditKeys",
     "KeyWrapper",
+    "KeyringKeyWrapper",
     "LocalKeyWrapper",
     "LocalSubjectKeyStore",
     "SubjectKeyStore",
     "canonical_json",
     "load_audit_key_file",
     "load_public_key",
+    "parse_audit_key",
     "public_key_fingerprint",
     "public_key_pem",
 ]
@@ -95,9 +97,9 @@ class KeyWrapper(Protocol):
     wrapped the blob, so old blobs stay readable after rotation.
     """
 
-    async def wrap(
-        self, plaintext: SecretBytes, context: Mapping[str, str]
-    ) -> tuple[str, bytes]: ...
+    async def new_data_key(self, context: Mapping[str, str]) -> tuple[SecretBytes, str, bytes]:
+        """A fresh 256-bit data key: (plaintext, id of the KEK that wrapped it, wrapped blob)."""
+        ...
 
     async def unwrap(self, key_id: str, blob: bytes, context: Mapping[str, str]) -> SecretBytes: ...
 
@@ -154,11 +156,36 @@ class LocalKeyWrapper:
                 f"wrapped key does not open with {key_id} and its context"
             ) from None
 
-    async def wrap(self, plaintext: SecretBytes, context: Mapping[str, str]) -> tuple[str, bytes]:
-        return self.wrap_sync(plaintext, context)
+    async def new_data_key(self, context: Mapping[str, str]) -> tuple[SecretBytes, str, bytes]:
+        key = SecretBytes(AESGCM.generate_key(bit_length=256))
+        key_id, blob = self.wrap_sync(key, context)
+        return key, key_id, blob
 
     async def unwrap(self, key_id: str, blob: bytes, context: Mapping[str, str]) -> SecretBytes:
         return self.unwrap_sync(key_id, blob, context)
+
+
+class KeyringKeyWrapper:
+    """The production :class:`KeyWrapper`: data keys from the key provider's ``audit_kek``
+    (KMS ``GenerateDataKey``, Vault Transit ``datakey``, or a file KEK), so the KEK never leaves
+    the KMS. The context is bound as encryption context / associated data."""
+
+    def __init__(self, keyring: Keyring, name: str = "audit_kek") -> None:
+        self._keyring = keyring
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"KeyringKeyWrapper({self._name!r})"
+
+    async def new_data_key(self, context: Mapping[str, str]) -> tuple[SecretBytes, str, bytes]:
+        dk = await self._keyring.generate_data_key(self._name, context)
+        return dk.plaintext, dk.kek_id, dk.wrapped
+
+    async def unwrap(self, key_id: str, blob: bytes, context: Mapping[str, str]) -> SecretBytes:
+        try:
+            return await self._keyring.unwrap(self._name, blob, context)
+        except KeyProviderError as exc:
+            raise AuditKeyError(f"cannot unwrap a data key wrapped by {key_id}: {exc}") from None
 
 
 class SubjectKeyStore(Protocol):
@@ -237,6 +264,11 @@ def load_audit_key_file(path: Path, setting: str) -> SecretBytes:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{setting}: cannot read key file {path} ({exc.strerror})") from None
+    return parse_audit_key(raw, f"{setting}: key file {path}")
+
+
+def parse_audit_key(raw: bytes, what: str) -> SecretBytes:
+    """A 32-byte key from raw bytes, 64 hex characters or base64 (errors name ``what``)."""
     if len(raw) == KEY_BYTES:
         return SecretBytes(raw)
     text = raw.strip()
@@ -251,9 +283,7 @@ def load_audit_key_file(path: Path, setting: str) -> SecretBytes:
         decoded = b""
     if len(decoded) == KEY_BYTES:
         return SecretBytes(decoded)
-    raise ConfigError(
-        f"{setting}: key file {path} must hold {KEY_BYTES} bytes (raw, hex or base64)"
-    )
+    raise ConfigError(f"{what} must hold {KEY_BYTES} bytes (raw, hex or base64)")
 
 
 def public_key_pem(keys: AuditKeys) -> bytes:

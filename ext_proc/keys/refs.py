@@ -163,6 +163,7 @@ KEY_USES: dict[str, str] = {
     "audit_kek": "kek",
     "audit_signing": "secret",
     "redis_password": "password",
+    "admin_token": "password",
 }
 
 

@@ -16,6 +16,7 @@ import redis
 from redis.crc import key_slot
 
 from ext_proc.config import settings_from_mapping
+from ext_proc.keys import load_keys
 from ext_proc.limiter import LimitVerdict, make_limiter
 from ext_proc.metrics import Metrics
 from ext_proc.redis_limiter import FUNCTION, RedisLimiter, library_code
@@ -29,10 +30,12 @@ T = TypeVar("T")
 def limiter(url: str, metrics: Metrics | None = None, **cfg: Any) -> RedisLimiter:
     """A Redis limiter; it connects on first use (tests that need it warm call start())."""
     redis_cfg = {"url": url, **cfg.pop("redis", {})}
+    keys = cfg.pop("keys", {})
     settings = settings_from_mapping(
-        {"limiter": {"backend": "redis", "redis": redis_cfg, **cfg}}, env={}
+        {"limiter": {"backend": "redis", "redis": redis_cfg, **cfg}, "keys": keys}, env={}
     )
-    lim = make_limiter(settings.limiter, metrics or Metrics())
+    keyring = asyncio.run(load_keys(settings)) if keys else None
+    lim = make_limiter(settings.limiter, metrics or Metrics(), keyring)
     assert isinstance(lim, RedisLimiter)
     return lim
 
@@ -280,16 +283,20 @@ def test_password_comes_from_a_file_and_never_from_config_text(
     wrong = tmp_path / "wrong"
     wrong.write_text("nope\n")
 
-    async def go(path: Path) -> LimitVerdict:
-        lim = limiter(redis_server.url, redis={"password_file": str(path)})
-        try:
-            return await lim.check("alice")
-        finally:
-            await lim.close()
+    def check(path: Path) -> LimitVerdict:
+        lim = limiter(redis_server.url, keys={"redis_password": f"file:{path}"})
 
-    assert asyncio.run(go(secret)).source == "redis"
-    assert asyncio.run(go(wrong)).source == "local"
-    lim = limiter(redis_server.url, redis={"password_file": str(secret)})
+        async def go() -> LimitVerdict:
+            try:
+                return await lim.check("alice")
+            finally:
+                await lim.close()
+
+        return asyncio.run(go())
+
+    assert check(secret).source == "redis"
+    assert check(wrong).source == "local"
+    lim = limiter(redis_server.url, keys={"redis_password": f"file:{secret}"})
     assert "correct horse" not in repr(lim._password)
 
 

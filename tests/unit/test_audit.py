@@ -129,14 +129,14 @@ def test_header_is_bound_as_associated_data(tmp_path: Path) -> None:
 def test_segments_rotate_data_keys_and_files(tmp_path: Path) -> None:
     ks = make_keys(tmp_path)
     calls = 0
-    real = ks.wrapper.wrap
+    real = ks.wrapper.new_data_key
 
-    async def counting(plaintext: SecretBytes, context: dict[str, str]) -> tuple[str, bytes]:
+    async def counting(context: dict[str, str]) -> tuple[SecretBytes, str, bytes]:
         nonlocal calls
         calls += 1
-        return await real(plaintext, context)
+        return await real(context)
 
-    ks.wrapper.wrap = counting  # type: ignore[method-assign,assignment]
+    ks.wrapper.new_data_key = counting  # type: ignore[method-assign,assignment]
 
     async def run() -> None:
         log = AuditLog(settings(tmp_path, segment_records=4), ks.keys, ks.wrapper, Metrics())
@@ -546,15 +546,34 @@ def test_wrapped_data_key_is_bound_to_its_context() -> None:
     assert rotated.primary_key_id != kid
 
 
+AUDIT_KEYS = {
+    "pseudonym": "file:/run/keys/pseudonym",
+    "audit": "file:/run/keys/audit",
+    "audit_kek": "file:/run/keys/kek",
+    "audit_signing": "file:/run/keys/signing",
+}
+
+
 def test_audit_config_errors_name_the_key() -> None:
     with pytest.raises(ConfigError, match=r"audit\.queue_size"):
         settings_from_mapping({"audit": {"queue_size": 1}}, env={})
     with pytest.raises(ConfigError, match=r"audit\.spill_path"):
-        settings_from_mapping({"audit": {"enabled": True, "stdout": True}}, env={})
+        settings_from_mapping(
+            {"audit": {"enabled": True, "stdout": True}, "keys": AUDIT_KEYS}, env={}
+        )
     with pytest.raises(ConfigError, match=r"audit\.stdout or audit\.directory"):
-        settings_from_mapping({"audit": {"enabled": True, "spill_path": "/tmp/s"}}, env={})
+        settings_from_mapping(
+            {"audit": {"enabled": True, "spill_path": "/tmp/s"}, "keys": AUDIT_KEYS}, env={}
+        )
+    keys = {k: v for k, v in AUDIT_KEYS.items() if k != "audit_kek"}
+    with pytest.raises(ConfigError, match=r"audit.enabled needs keys.audit_kek"):
+        settings_from_mapping(
+            {"audit": {"enabled": True, "stdout": True, "spill_path": "/tmp/s"}, "keys": keys},
+            env={},
+        )
     ok = settings_from_mapping(
-        {"audit": {"enabled": True, "stdout": True, "spill_path": "/tmp/s"}}, env={}
+        {"audit": {"enabled": True, "stdout": True, "spill_path": "/tmp/s"}, "keys": AUDIT_KEYS},
+        env={},
     )
     assert ok.audit.enabled
     assert not ok.audit.include_allow

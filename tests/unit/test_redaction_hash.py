@@ -1,7 +1,8 @@
-"""The keyed-hash redaction operator and the key file it reads."""
+"""The keyed-hash redaction operator and its key (keys.redaction, through the keyring)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -9,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ext_proc.config import settings_from_mapping
-from ext_proc.errors import ConfigError
-from ext_proc.keys import SecretBytes, read_key_file
+from ext_proc.errors import ConfigError, KeyProviderError
+from ext_proc.keys import SecretBytes, load_keys, read_key_file
 from ext_proc.metrics import Metrics
 from ext_proc.server import build_pipeline
 from tests.conftest import FAKE_AWS_KEY, chat
@@ -20,9 +21,9 @@ def pipeline_with_key(tmp_path: Path, key: bytes) -> object:
     key_file = tmp_path / f"k{len(list(tmp_path.iterdir()))}"
     key_file.write_bytes(key + b"\n")
     s = settings_from_mapping(
-        {"policy": {"redaction": "hash", "hash_key_file": str(key_file)}}, env={}
+        {"policy": {"redaction": "hash"}, "keys": {"redaction": f"file:{key_file}"}}, env={}
     )
-    return build_pipeline(s, Metrics())
+    return build_pipeline(s, Metrics(), asyncio.run(load_keys(s)))
 
 
 def content(p: object, text: str) -> str:
@@ -44,18 +45,21 @@ def test_same_secret_same_pseudonym_and_key_dependent(tmp_path: Path) -> None:
     assert FAKE_AWS_KEY not in first
 
 
-def test_hash_without_key_file_names_the_setting() -> None:
-    with pytest.raises(ConfigError, match="policy: Value error, redaction 'hash' needs"):
+def test_hash_without_a_key_names_the_setting() -> None:
+    with pytest.raises(ConfigError, match=r"policy.redaction 'hash' needs keys.redaction"):
         settings_from_mapping({"policy": {"redaction": "hash"}}, env={})
 
 
-def test_short_or_missing_key_file_is_refused(tmp_path: Path) -> None:
+def test_short_key_is_refused(tmp_path: Path) -> None:
     short = tmp_path / "short"
     short.write_bytes(b"tooshort")
-    with pytest.raises(ConfigError, match=r"policy.hash_key_file: key .* is 8 bytes"):
-        read_key_file(short, "policy.hash_key_file")
+    s = settings_from_mapping(
+        {"policy": {"redaction": "hash"}, "keys": {"redaction": f"file:{short}"}}, env={}
+    )
+    with pytest.raises(KeyProviderError, match=r"keys.redaction .* at least 32 are needed"):
+        asyncio.run(load_keys(s))
     with pytest.raises(ConfigError, match="cannot read key file"):
-        read_key_file(tmp_path / "absent", "policy.hash_key_file")
+        read_key_file(tmp_path / "absent", "keys.redaction")
 
 
 def test_key_never_shows_in_repr() -> None:
