@@ -1,26 +1,37 @@
 """Every Prometheus metric Godel exports, declared in one place.
 
-Names follow Prometheus conventions (``_total`` counters, base units: seconds, bytes). Labels are
-fixed and low-cardinality: a decision, a trap, a category, a phase. Never a user id, a path, a rule
-value or anything a client controls. Label sets are pre-initialised so dashboards see zeros.
+Names follow Prometheus conventions: a ``godel_`` prefix, ``_total`` on counters (the client adds
+it), base units (seconds, bytes) and ``_ratio`` for a fraction of 1. Labels are fixed and
+low-cardinality: a decision, a trap, a category, a phase, a limiter tier (tier names come from
+the config, and a name the config does not know counts as ``default``). Never a user id, a path,
+a rule value or anything a client controls. Label sets are pre-initialised so dashboards see
+zeros. The registry also carries the standard ``process_*`` metrics (CPU, memory, open files).
+
+``deploy/prometheus/godel-alerts.yaml`` and ``deploy/grafana/godel-dashboard.json`` query these
+names; ``tests/observability`` checks that every name they use is exported.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-__all__ = ["CATEGORIES", "DECISIONS", "PHASES", "Metrics"]
+__all__ = ["CATEGORIES", "DEBT_RATIO_BUCKETS", "DECISIONS", "LATENCY_BUCKETS", "PHASES", "Metrics"]
 
 DECISIONS = ("allow", "redact", "block", "throttle", "too_large", "error")
 PHASES = ("request_headers", "request_body")
 TRAPS = ("regex", "entropy")
 CATEGORIES = ("secret", "pii", "injection", "entropy", "other")
 
-# Sub-millisecond resolution: a clean 4 KiB scan is tens of microseconds.
+# Sub-millisecond resolution: a clean 4 KiB scan is tens of microseconds. 50 ms (the latency SLO
+# of the alert rules) and 200 ms (Envoy's default ext_proc message_timeout) are exact boundaries,
+# so the alert and the timeout need no interpolation inside a bucket.
 LATENCY_BUCKETS = (
     25e-6, 50e-6, 100e-6, 200e-6, 400e-6, 800e-6,
-    1.6e-3, 3.2e-3, 6.4e-3, 12.8e-3, 25.6e-3, 51.2e-3, 0.1024, 0.2048, 0.4096, 1.0,
+    1.6e-3, 3.2e-3, 6.4e-3, 12.5e-3, 25e-3, 50e-3, 0.1, 0.2, 0.4, 1.0,
 )  # fmt: skip
+# Security debt as a fraction of the tier's debt limit: 1.0 is the limit, where requests are
+# refused. Written out (not computed) so each boundary prints exactly, e.g. le="0.8".
+DEBT_RATIO_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
 SIZE_BUCKETS = tuple(float(2**k) for k in range(6, 24, 2))
 
 
@@ -30,6 +41,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        # process_cpu_seconds_total and friends (read from /proc at scrape time; the CPU alert
+        # uses them). Godel's registry is its own, not the client's global one, so register here.
+        ProcessCollector(registry=r)
         self.requests = Counter(
             "godel_requests", "Requests decided, by decision.", ["decision"], registry=r
         )
@@ -127,7 +141,9 @@ class Metrics:
         )
         self.debt_refusals = Counter(
             "godel_debt_refusals",
-            "Requests refused because the caller's security debt is at or above its limit.",
+            "Requests refused because the caller's security debt is at or above its limit, by "
+            "limiter tier.",
+            ["tier"],
             registry=r,
         )
         self.audit_records_written = Counter(
@@ -165,6 +181,15 @@ class Metrics:
             self.audit_records_written.labels(sink)
         for kind in ("sink", "spill", "checkpoint_store", "key"):
             self.audit_errors.labels(kind)
+        self.debt_ratio = Histogram(
+            "godel_security_debt_ratio",
+            "The caller's security debt after each limiter decision, as a fraction of its tier's "
+            "debt limit (1 = the limit, where requests are refused), by limiter tier.",
+            ["tier"],
+            buckets=DEBT_RATIO_BUCKETS,
+            registry=r,
+        )
+        self.add_tier("default")  # the pipeline adds the configured tiers
         for source in ("redis", "local", "open", "closed"):
             for result in ("ok", "rate", "debt", "uncharged"):
                 self.limiter_decisions.labels(source, result)
@@ -187,6 +212,11 @@ class Metrics:
                 self.responses.labels(mode, decision)
         for phase in PHASES:
             self.processing_seconds.labels(phase)
+
+    def add_tier(self, tier: str) -> None:
+        """Pre-initialise the series of one limiter tier (a name from the config)."""
+        self.debt_refusals.labels(tier)
+        self.debt_ratio.labels(tier)
 
     def count_findings(self, trap: str, category: str) -> None:
         known = category if category in CATEGORIES else "other"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ext_proc.config import Settings
 from ext_proc.errors import BodyDecodeError
-from ext_proc.limiter import Limiter, LimitVerdict
+from ext_proc.limiter import Limiter, LimitVerdict, Tiers
 from ext_proc.metrics import Metrics
 from ext_proc.mutate import Redactor, merged_spans, redact
 from ext_proc.policy import Policy, RoutePolicy, Verdict
@@ -91,6 +91,11 @@ class Pipeline:
         # Called with every decided request (the audit log); must not block or raise.
         self.on_outcome: Callable[[RequestContext, Outcome], None] | None = None
         self.max_body_bytes = settings.server.max_body_bytes
+        # The limiter's settings (and so its tiers) only change on a restart. Series per tier
+        # are created here, from the config, so a tier label can never carry a client's value.
+        self._debt_on = settings.limiter.debt.enabled
+        for tier in Tiers(settings.limiter):
+            metrics.add_tier(tier.name)
 
     def normalise(self, body: bytes) -> bytes:
         """The view the traps scan. Today the raw bytes (malformed JSON is scanned as text)."""
@@ -204,11 +209,12 @@ class Pipeline:
         limit = await self.limiter.check(
             ctx.identity, ctx.tier, cost=0.0 if blocked else 1.0, debt=inspection.verdict.weight
         )
+        self._observe(limit)
         if blocked:
             rules = tuple(inspection.verdict.blocking_rules)
             return self._count(Outcome("block", inspection, limit, rules=rules))
         if limit.reason == "debt":
-            self.metrics.debt_refusals.inc()
+            self.metrics.debt_refusals.labels(limit.tier.name if limit.tier else "default").inc()
             if (ctx.route or self.policy.default).shadow:
                 self.metrics.shadow_decisions.labels("block").inc()
             else:
@@ -220,6 +226,20 @@ class Pipeline:
             return self._count(Outcome("throttle", inspection, limit))
         decision = inspection.decision if enforce else "allow"
         return self._count(Outcome(decision, inspection, limit, decoded=decoded))
+
+    def _observe(self, limit: LimitVerdict) -> None:
+        """Metrics of one limiter verdict.
+
+        The caller's debt as a fraction of its tier's limit, when the limiter measured it (Redis
+        or this process; the open and closed failure policies know no debt). Decisions the Redis
+        backend took are counted by the backend itself; the rest here.
+        """
+        m = self.metrics
+        if limit.source != "redis":
+            m.limiter_decisions.labels(limit.source, limit.reason).inc()
+        tier = limit.tier
+        if self._debt_on and tier is not None and limit.source in ("redis", "local"):
+            m.debt_ratio.labels(tier.name).observe(limit.debt / tier.debt_limit)
 
     def _count(self, outcome: Outcome) -> Outcome:
         self.metrics.requests.labels(outcome.decision).inc()

@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 # hey: load generator for bench/; redis-server/redis-tools: the limiter's tests and bench
-# (Redis 7 for Functions); faketime: clock skew injected into one process in the tests.
-APT_PACKAGES=(hey curl redis-server redis-tools faketime)
+# (Redis 7 for Functions); faketime: clock skew injected into one process in the tests;
+# prometheus: for its promtool, which checks the alert rules, their unit tests and a scrape of
+# /metrics in the tests (the Prometheus server it also installs is not used and need not run).
+APT_PACKAGES=(hey curl redis-server redis-tools faketime prometheus)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
