@@ -169,6 +169,11 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.audit_enabled = Gauge(
+            "godel_audit_enabled",
+            "1 when this process writes an audit log (audit.enabled), else 0.",
+            registry=r,
+        )
         self.audit_queue_depth = Gauge(
             "godel_audit_queue_depth", "Audit events waiting for the writer.", registry=r
         )

@@ -162,6 +162,7 @@ class GodelServer:
         if self.settings.audit.enabled:
             self.audit = build_audit(self.settings, self.keyring, self.metrics)
             await self.audit.start()
+            self.metrics.audit_enabled.set(1)
             audit = self.audit
             self.pipeline.on_outcome = lambda ctx, outcome: audit.record(
                 AuditEvent.from_outcome(ctx, outcome)
