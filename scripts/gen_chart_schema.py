@@ -27,11 +27,13 @@ SCHEMA_PATH = ROOT / "charts" / "godel-guardrail" / "values.schema.json"
 
 # Where Vault Agent (/vault/secrets) or the Secrets Store CSI driver (/mnt/secrets-store) put
 # files; no segment may start with a dot, so ".." cannot climb out.
-SECRET_FILE_PATTERN = (
-    r"^/(vault/secrets|mnt/secrets-store)(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+$"
-)
+MOUNTED_FILE_PATTERN = r"^/(vault/secrets|mnt/secrets-store)(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+$"
 ABSOLUTE_PATH_PATTERN = r"^(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+$"
-KEY_REF_PATTERN = r"^(file:/|vault-kv:|vault-transit:|ssm:|kms:)[^\s]+$"
+# A key setting names where the key lives; a file: reference must point into the secrets mount.
+KEY_REF_PATTERN = (
+    r"^(file:/(vault/secrets|mnt/secrets-store)(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+"
+    r"|(vault-kv|vault-transit|ssm|kms):[^\s]+)$"
+)
 SENSITIVE_NAME = re.compile(r"password|secret|token|key|_id_file")
 # Set by the chart from ports, bindAddress and lifecycle.
 CHART_OWNED_SERVER = ("grpc_address", "admin_address", "drain_seconds", "shutdown_delay_seconds")
@@ -65,11 +67,10 @@ def _tighten(def_name: str, definition: dict[str, Any]) -> None:
         if branch is None:
             continue
         if def_name == KEY_SECTION and "pattern" not in branch and "enum" not in branch:
-            if not name.endswith(("_url", "region", "namespace", "role", "auth_mount")):
-                branch["pattern"] = KEY_REF_PATTERN
+            branch["pattern"] = KEY_REF_PATTERN
         if name.endswith("_file"):
             sensitive = SENSITIVE_NAME.search(name) is not None
-            branch["pattern"] = SECRET_FILE_PATTERN if sensitive else ABSOLUTE_PATH_PATTERN
+            branch["pattern"] = MOUNTED_FILE_PATTERN if sensitive else ABSOLUTE_PATH_PATTERN
         if SENSITIVE_NAME.search(name) and "pattern" not in branch and "enum" not in branch:
             raise SystemExit(
                 f"{def_name}.{name}: a secret-looking string setting with no pattern; "
