@@ -17,12 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import pytest
 import yaml
 
 from ext_proc import cli
-
-helm = pytest.importorskip("helm_python", reason="helm-python-sdk is a dev dependency")
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "godel-guardrail"
