@@ -63,6 +63,15 @@ envoy-validate: ## validate every Envoy config with the pinned Envoy
 docs: ## regenerate docs/configuration.md from the settings models
 	$(PY) scripts/gen_config_docs.py > docs/configuration.md
 
+.PHONY: deploy-files
+deploy-files: ## regenerate the chart's config schema and the compose Envoy config from their sources
+	$(PY) scripts/gen_chart_schema.py
+	$(PY) scripts/gen_compose_envoy.py
+
+.PHONY: test-deploy
+test-deploy: ## only the chart, image and compose tests (Helm SDK, hadolint, envoy --mode validate)
+	$(BIN)/pytest tests/deploy
+
 .PHONY: eval
 eval: install ## detection quality: precision, recall, evasions on generated corpora (docs/detection.md)
 	$(PY) eval/run.py --check
