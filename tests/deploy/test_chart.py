@@ -175,9 +175,12 @@ def test_no_secret_material(scenario: tuple[str, list[Manifest]]) -> None:
     config = godel_config(docs)
     for path, value in walk(config):
         leaf = path.rsplit(".", 1)[-1]
-        if (
+        if path.startswith("keys.") and isinstance(value, str) and value.startswith("file:"):
+            assert value.startswith(("file:/vault/secrets/", "file:/mnt/secrets-store/")), path
+        elif (
             re.search(r"password|secret|key", leaf)
             and leaf != "key_prefix"
+            and not path.startswith("keys.")
             and isinstance(value, str)
         ):
             assert value.startswith(("/vault/secrets/", "/mnt/secrets-store/")), path
@@ -258,7 +261,7 @@ def test_vault_agent_annotations(chart: Any) -> None:
     # Kubernetes auth needs the service-account token in the pod.
     assert pod["spec"]["automountServiceAccountToken"] is True
     config = godel_config(docs)
-    assert config["limiter"]["redis"]["password_file"] == "/vault/secrets/redis-password"
+    assert config["keys"]["redis_password"] == "file:/vault/secrets/redis-password"
     assert config["limiter"]["redis"]["url"].startswith("redis+sentinel://")
 
 
@@ -319,8 +322,8 @@ def test_monitoring_objects(chart: Any) -> None:
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     rule = one(docs, "PrometheusRule")
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
-    assert "GodelDown" in alerts
-    assert "godel_health_status == 0" in alerts["GodelDown"]["expr"]
+    assert {"GodelDown", "GodelNotReady", "GodelAuditRecordsLost"} <= set(alerts)
+    assert "godel_health_status == 0" in alerts["GodelNotReady"]["expr"]
     assert alerts["GodelDown"]["labels"]["severity"] == "critical"
     shipped = yaml.safe_load((CHART / "files" / "godel-alerts.yaml").read_text())
     assert rule["spec"]["groups"] == shipped["groups"]
@@ -357,19 +360,19 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
         "additional properties 'password' not allowed",
     ),
     (
-        "literal password instead of a file path",
-        {"config": {"limiter": {"redis": {"password_file": "hunter2"}}}},
+        "literal password instead of a key reference",
+        {"config": {"keys": {"redis_password": "hunter2"}}},
         "does not match pattern",
     ),
     (
         "key file outside the secrets mount",
-        {"config": {"policy": {"hash_key_file": "/etc/godel/hash.key"}}},
-        "/config/policy/hash_key_file",
+        {"config": {"keys": {"redaction": "file:/etc/godel/hash.key"}}},
+        "/config/keys/redaction",
     ),
     (
         "path climbing out of the secrets mount",
-        {"config": {"policy": {"hash_key_file": "/vault/secrets/../../etc/passwd"}}},
-        "/config/policy/hash_key_file",
+        {"config": {"keys": {"redaction": "file:/vault/secrets/../../etc/passwd"}}},
+        "/config/keys/redaction",
     ),
     (
         "chart-owned server setting",
@@ -438,13 +441,13 @@ def test_schema_refuses(chart: Any, values: dict[str, Any], message: str) -> Non
             "exceeds terminationGracePeriodSeconds",
         ),
         (
-            {"config": {"limiter": {"redis": {"password_file": "/vault/secrets/redis"}}}},
+            {"config": {"keys": {"redis_password": "file:/vault/secrets/redis"}}},
             "secrets.provider none mounts secrets at nothing",
         ),
         (
             {
                 "secrets": {"provider": "csi", "csi": {"secretProviderClass": "k"}},
-                "config": {"limiter": {"redis": {"password_file": "/vault/secrets/redis"}}},
+                "config": {"keys": {"redis_password": "file:/vault/secrets/redis"}},
             },
             "mounts secrets at /mnt/secrets-store",
         ),

@@ -89,13 +89,14 @@ ports and bindAddress, shutdown timings from lifecycle) merged over it.
 {{- fail "secrets.provider csi needs secrets.csi.secretProviderClass (the name to mount or create)" -}}
 {{- end -}}
 {{- $dir := include "godel.secretsDir" . -}}
-{{- $files := list
-  (dig "limiter" "redis" "password_file" "" (default (dict) .Values.config))
-  (dig "limiter" "redis" "pseudonym_key_file" "" (default (dict) .Values.config))
-  (dig "policy" "hash_key_file" "" (default (dict) .Values.config)) -}}
-{{- range $files -}}
-{{- if and . (not (and $dir (hasPrefix (printf "%s/" $dir) .))) -}}
-{{- fail (printf "config names the secret file %s, but secrets.provider %s mounts secrets at %s" . $.Values.secrets.provider (default "nothing" $dir)) -}}
+{{- $keys := dig "keys" (dict) (default (dict) .Values.config) -}}
+{{- range $name := list "redaction" "pseudonym" "audit" "audit_kek" "audit_signing" "redis_password" "admin_token" -}}
+{{- $ref := dig $name "" $keys -}}
+{{- if and $ref (hasPrefix "file:" $ref) -}}
+{{- $path := trimPrefix "file:" $ref -}}
+{{- if not (and $dir (hasPrefix (printf "%s/" $dir) $path)) -}}
+{{- fail (printf "config.keys.%s names the secret file %s, but secrets.provider %s mounts secrets at %s" $name $path $.Values.secrets.provider (default "nothing" $dir)) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end }}
