@@ -107,7 +107,26 @@ class ServerSettings(_Section):
         "balancers stop sending before the drain starts.",
     )
 
+    inspect_address: str | None = Field(
+        None,
+        description="host:port of the HTTP inspect endpoint (POST /v1/inspect) that NGINX calls "
+        "through njs; null (the default) leaves it off. Use a loopback address when NGINX runs "
+        "on the same host or pod; bind wider only with inspect_token_file set "
+        "(docs/inspect-api.yaml).",
+    )
+    inspect_token_file: Path | None = Field(
+        None,
+        description="File holding a bearer token the inspect endpoint requires "
+        "(Authorization: Bearer <token>); without it the endpoint trusts its network. "
+        "Read at start.",
+    )
+
     _v_grpc = field_validator("grpc_address", "admin_address")(_check_address)
+
+    @field_validator("inspect_address")
+    @classmethod
+    def _v_inspect(cls, value: str | None) -> str | None:
+        return None if value is None else _check_address(value)
 
 
 class IdentitySettings(_Section):

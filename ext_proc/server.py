@@ -24,8 +24,10 @@ from grpc_health.v1._async import HealthServicer
 
 from ext_proc.admin import build_admin_app
 from ext_proc.config import Settings, load_config
+from ext_proc.context import ContextBuilder
 from ext_proc.errors import GodelError
-from ext_proc.keys import read_key_file
+from ext_proc.inspect import build_inspect_app
+from ext_proc.keys import read_key_file, read_secret_file
 from ext_proc.limiter import make_limiter
 from ext_proc.metrics import Metrics
 from ext_proc.mutate import Redactor
@@ -63,6 +65,17 @@ def _split(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+async def _listen(runner: web.AppRunner, address: str) -> int:
+    """Set up ``runner`` on ``address``; return the bound port (port 0 picks one)."""
+    await runner.setup()
+    host, port = _split(address)
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server  # aiohttp exposes no public accessor for the bound port
+    sockets = getattr(server, "sockets", None) or []
+    return int(sockets[0].getsockname()[1]) if sockets else port
+
+
 class GodelServer:
     """One process's servers. ``start()`` builds the pipeline and binds; ``stop()`` drains."""
 
@@ -77,6 +90,8 @@ class GodelServer:
         self.config_path = config_path
         self.grpc_port = 0
         self.admin_port = 0
+        self.inspect_port = 0  # 0 while the inspect endpoint is off
+        self.inspect_runner: web.AppRunner | None = None
         self._stopping = False
         self._reload_lock = asyncio.Lock()
 
@@ -123,6 +138,9 @@ class GodelServer:
 
     async def start(self) -> None:
         s = self.settings.server
+        token = None  # read first: a missing file must fail before anything listens
+        if s.inspect_address is not None and s.inspect_token_file is not None:
+            token = read_secret_file(s.inspect_token_file, "server.inspect_token_file")
         self.pipeline = build_pipeline(self.settings, self.metrics)
         await self.pipeline.limiter.start()
         limit = s.max_body_bytes + GRPC_MESSAGE_HEADROOM
@@ -145,13 +163,17 @@ class GodelServer:
         self.admin_runner = web.AppRunner(
             build_admin_app(self.metrics, self.readiness, self.reload), access_log=None
         )
-        await self.admin_runner.setup()
-        host, port = _split(s.admin_address)
-        site = web.TCPSite(self.admin_runner, host, port)
-        await site.start()
-        server = site._server  # aiohttp exposes no public accessor for the bound port
-        sockets = getattr(server, "sockets", None) or []
-        self.admin_port = sockets[0].getsockname()[1] if sockets else port
+        host, _ = _split(s.admin_address)
+        self.admin_port = await _listen(self.admin_runner, s.admin_address)
+        if s.inspect_address is not None:
+            app = build_inspect_app(
+                self.pipeline, ContextBuilder(self.pipeline, self.settings.identity), token
+            )
+            # Bodies arrive as the client sent them; Godel decodes gzip/deflate/br itself, with
+            # the same bomb limits as on the Envoy path, instead of aiohttp inflating them.
+            self.inspect_runner = web.AppRunner(app, access_log=None, auto_decompress=False)
+            self.inspect_port = await _listen(self.inspect_runner, s.inspect_address)
+            log.info("inspect endpoint on %s:%d", _split(s.inspect_address)[0], self.inspect_port)
         await self._set_serving(True)
         log.info(
             "godel serving grpc=%s:%d admin=%s:%d rules=%d",
@@ -180,6 +202,8 @@ class GodelServer:
         if s.shutdown_delay_seconds:
             await asyncio.sleep(s.shutdown_delay_seconds)
         await self.grpc.stop(s.drain_seconds)
+        if self.inspect_runner is not None:
+            await self.inspect_runner.cleanup()
         await self.pipeline.limiter.close()
         await self.admin_runner.cleanup()
         log.info("shutdown complete")
@@ -195,14 +219,17 @@ async def serve(
 ) -> None:
     """Run until SIGTERM or SIGINT, then drain and return; SIGHUP reloads ``config_path``.
 
-    ``port_file`` receives ``{"grpc": port, "admin": port}`` once both servers listen (useful
-    with port 0); it is written atomically.
+    ``port_file`` receives ``{"grpc": port, "admin": port}`` (plus ``"inspect"`` when that
+    endpoint is on) once the servers listen (useful with port 0); it is written atomically.
     """
     server = GodelServer(settings, config_path=config_path)
     await server.start()
     if port_file is not None:
         tmp = port_file.with_suffix(port_file.suffix + ".tmp")
-        tmp.write_text(json.dumps({"grpc": server.grpc_port, "admin": server.admin_port}))
+        ports = {"grpc": server.grpc_port, "admin": server.admin_port}
+        if server.inspect_port:
+            ports["inspect"] = server.inspect_port
+        tmp.write_text(json.dumps(ports))
         tmp.replace(port_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
