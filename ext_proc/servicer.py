@@ -21,7 +21,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -127,6 +127,7 @@ class _Stream:
     ctx: RequestContext | None = None
     sse: SseRedactor | None = None
     limit: LimitVerdict | None = None  # the limiter's answer, for RateLimit response headers
+    pending: bytearray = field(default_factory=bytearray)  # observability mode: body so far
 
 
 def _with_headers(
@@ -223,6 +224,17 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             if st.ctx is None:  # one-message mode: no headers phase, context from attributes
                 st.ctx = self._context(None, _attributes(req))
             body = req.request_body.body
+            if req.observability_mode:
+                # Replies are ignored and chunks come as they arrive (STREAMED): join them
+                # and decide once per body, as in BUFFERED mode. Past the limit, stop keeping
+                # bytes; the too_large decision only needs to know the limit was passed.
+                if not req.request_body.end_of_stream:
+                    if len(st.pending) <= self.pipeline.max_body_bytes:
+                        st.pending += body
+                    return _CONTINUE_BODY
+                if st.pending:
+                    body = bytes(st.pending + body)
+                    st.pending.clear()
             self.metrics.body_bytes.observe(len(body))
             outcome = await self.pipeline.decide(st.ctx, body)
             st.limit = outcome.limit
