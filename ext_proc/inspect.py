@@ -26,6 +26,7 @@ decision; the caller applies its failure policy. Bodies are never logged.
 from __future__ import annotations
 
 import hmac
+import logging
 
 from aiohttp import web
 
@@ -39,6 +40,8 @@ __all__ = ["DECISION_HEADER", "INSPECT_PATH", "build_inspect_app"]
 INSPECT_PATH = "/v1/inspect"
 DECISION_HEADER = "x-godel-decision"
 _CHUNK = 64 * 1024
+
+log = logging.getLogger(__name__)
 
 
 async def _read_capped(request: web.Request, cap: int) -> bytes | None:
@@ -88,7 +91,14 @@ def build_inspect_app(
                 outcome = pipeline.reject_too_large()
             else:
                 pipeline.metrics.body_bytes.observe(len(body))
-                outcome = await pipeline.decide(ctx, body)
+                try:
+                    outcome = await pipeline.decide(ctx, body)
+                except Exception:
+                    # As on the gRPC path: counted, logged (never the body), and answered
+                    # without a decision so the proxy applies its failure policy.
+                    pipeline.metrics.requests.labels("error").inc()
+                    log.exception("inspect failed request_id=%s", ctx.request_id)
+                    return web.json_response({"error": "godel: internal error"}, status=500)
         return _answer(ctx, outcome)
 
     def _answer(ctx: RequestContext, outcome: Outcome) -> web.Response:

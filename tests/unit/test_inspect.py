@@ -19,6 +19,7 @@ from ext_proc.context import ContextBuilder
 from ext_proc.inspect import build_inspect_app
 from ext_proc.keys import SecretBytes
 from ext_proc.metrics import Metrics
+from ext_proc.pipeline import Pipeline
 from ext_proc.server import GodelServer, build_pipeline
 from tests.conftest import FAKE_AWS_KEY, ROOT, chat
 
@@ -280,3 +281,17 @@ def test_inspect_is_off_by_default() -> None:
     assert settings_from_mapping({}, env={}).server.inspect_address is None
     with pytest.raises(Exception, match="host:port"):
         settings_from_mapping({"server": {"inspect_address": "nohost"}}, env={})
+
+
+def test_internal_error_is_500_without_a_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(self: Pipeline, ctx: object, body: bytes | None) -> None:
+        raise RuntimeError("limiter exploded")
+
+    monkeypatch.setattr(Pipeline, "decide", broken)
+
+    async def scenario(call: Call) -> None:
+        a = await call(chat("hello"))
+        assert a.status == 500
+        assert "x-godel-decision" not in a.headers
+
+    run({}, scenario)
