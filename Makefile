@@ -59,6 +59,10 @@ build: ## rebuild the native module in place after Rust changes
 envoy-validate: ## validate every Envoy config with the pinned Envoy
 	for f in envoy/*.yaml; do $(BIN)/envoy --mode validate -c $$f --log-level warn || exit 1; done
 
+.PHONY: nginx-validate
+nginx-validate: ## nginx -t on nginx/nginx.conf rendered with test ports (needs nginx + njs)
+	$(PY) -m pytest -q tests/e2e/test_nginx.py -k nginx_t
+
 .PHONY: docs
 docs: ## regenerate docs/configuration.md from the settings models
 	$(PY) scripts/gen_config_docs.py > docs/configuration.md

@@ -114,7 +114,20 @@ class ServerSettings(_Section):
         "balancers stop sending before the drain starts.",
     )
 
+    inspect_address: str | None = Field(
+        None,
+        description="host:port of the HTTP inspect endpoint (POST /v1/inspect) that NGINX calls "
+        "through njs; null (the default) leaves it off. Use a loopback address when NGINX runs "
+        "on the same host or pod; bind wider only with keys.inspect_token set "
+        "(docs/inspect-api.yaml).",
+    )
+
     _v_grpc = field_validator("grpc_address", "admin_address")(_check_address)
+
+    @field_validator("inspect_address")
+    @classmethod
+    def _v_inspect(cls, value: str | None) -> str | None:
+        return None if value is None else _check_address(value)
 
 
 class IdentitySettings(_Section):
@@ -639,6 +652,11 @@ class KeySettings(_Section):
     )
     redis_password: str | None = Field(
         None, description=f"Password of the Redis limiter backend; {_KEY_REF_HELP}."
+    )
+    inspect_token: str | None = Field(
+        None,
+        description="Bearer token the HTTP inspect endpoint requires (Authorization: Bearer "
+        f"...); unset: the endpoint trusts its network; {_KEY_REF_HELP}.",
     )
     admin_token: str | None = Field(
         None,

@@ -33,10 +33,15 @@ __all__ = [
     "envoy_binary",
     "free_port",
     "http",
+    "nginx_argv",
+    "nginx_binary",
     "render_envoy_config",
+    "render_nginx_config",
     "run_demo",
     "start_envoy",
     "start_godel",
+    "start_godel_ports",
+    "start_nginx",
     "start_redis",
     "start_redis_cluster",
     "start_upstream",
@@ -230,7 +235,17 @@ def start_upstream(workdir: Path) -> tuple[Proc, int]:
 def start_godel(
     workdir: Path, config: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
 ) -> tuple[Proc, int, int]:
-    """Start ``godel serve`` with ``config`` (merged over ephemeral loopback addresses)."""
+    """Start ``godel serve`` with ``config`` (merged over ephemeral loopback addresses);
+    return it with its gRPC and admin ports."""
+    proc, ports = start_godel_ports(workdir, config, env)
+    return proc, ports["grpc"], ports["admin"]
+
+
+def start_godel_ports(
+    workdir: Path, config: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> tuple[Proc, dict[str, int]]:
+    """Like :func:`start_godel`, returning every port Godel reported (``grpc``, ``admin`` and,
+    when ``server.inspect_address`` is set, ``inspect``)."""
     cfg: dict[str, Any] = json.loads(json.dumps(config or {}))
     server = cfg.setdefault("server", {})
     server.setdefault("grpc_address", f"{LOOPBACK}:0")
@@ -262,7 +277,7 @@ def start_godel(
             raise TimeoutError(f"godel did not start; log:\n{proc.log_tail()}")
         time.sleep(0.05)
     ports = json.loads(port_file.read_text())
-    return proc, int(ports["grpc"]), int(ports["admin"])
+    return proc, {name: int(port) for name, port in ports.items()}
 
 
 def start_envoy(
@@ -308,6 +323,98 @@ def start_envoy(
                 pass
         time.sleep(0.05)
     return proc, listener_port, int(admin.rsplit(":", 1)[1])
+
+
+NGINX_JS_MODULE_PATHS = (
+    "/usr/lib/nginx/modules/ngx_http_js_module.so",  # Debian, Ubuntu
+    "/usr/lib64/nginx/modules/ngx_http_js_module.so",  # Fedora, RHEL
+    "/etc/nginx/modules/ngx_http_js_module.so",  # nginx.org packages
+)
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
+    )
+    if not found:
+        raise FileNotFoundError("nginx not found: install nginx and libnginx-mod-http-js")
+    return found
+
+
+def nginx_js_module() -> str:
+    for path in NGINX_JS_MODULE_PATHS:
+        if Path(path).exists():
+            return path
+    raise FileNotFoundError("ngx_http_js_module.so not found: install libnginx-mod-http-js")
+
+
+def render_nginx_config(
+    source_dir: Path,
+    dest_dir: Path,
+    *,
+    listen_port: int,
+    inspect_port: int,
+    upstream_port: int,
+    replace: Mapping[str, str] | None = None,
+) -> Path:
+    """Copy ``nginx.conf`` and ``godel.js`` into ``dest_dir`` with the ports, module path, js
+    path and log/temp paths moved there; ``replace`` maps further exact texts to new ones.
+
+    Every edit must apply exactly once, so a change to the shipped file that breaks the
+    rendering fails loudly instead of testing something else.
+    """
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source_dir / "godel.js", dest_dir / "godel.js")
+    text = (source_dir / "nginx.conf").read_text()
+    temp = "\n".join(
+        f"    {name}_temp_path {dest_dir / name};"
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    edits = {
+        "load_module /usr/lib/nginx/modules/ngx_http_js_module.so;": (
+            f"load_module {nginx_js_module()};"
+        ),
+        "worker_processes auto;": "worker_processes 1;",
+        "listen 127.0.0.1:8080;": f"listen {LOOPBACK}:{listen_port};",
+        "server 127.0.0.1:9101;": f"server {LOOPBACK}:{inspect_port};",
+        "server 127.0.0.1:8000;": f"server {LOOPBACK}:{upstream_port};",
+        'js_path "/etc/nginx/godel/";': f'js_path "{dest_dir}/";',
+        "access_log /var/log/nginx/godel-access.log godel;": (
+            f"access_log {dest_dir / 'access.log'} godel;\n{temp}"
+        ),
+        **(replace or {}),
+    }
+    for old, new in edits.items():
+        count = text.count(old)
+        if count != 1:
+            raise ValueError(f"nginx.conf: expected {old!r} once, found it {count} times")
+        text = text.replace(old, new)
+    conf = dest_dir / "nginx.conf"
+    conf.write_text(text)
+    return conf
+
+
+def nginx_argv(conf: Path, *extra: str) -> list[str]:
+    """``nginx`` with ``conf`` as its config, its prefix, pid and error log beside it."""
+    prefix = conf.parent
+    directives = f"pid {prefix / 'nginx.pid'}; error_log {prefix / 'error.log'} info;"
+    if os.geteuid() == 0:
+        # Workers would drop to www-data/nobody, who cannot reach a private temp directory.
+        directives += " user root;"
+    return [nginx_binary(), "-p", f"{prefix}/", "-c", str(conf), "-g", directives, *extra]
+
+
+def start_nginx(conf: Path, port: int) -> Proc:
+    """Run NGINX in the foreground (``daemon off``) on ``conf``; wait for ``port``."""
+    argv = nginx_argv(conf)
+    argv[-1] += " daemon off;"
+    proc = Proc("nginx", argv, conf.parent / "nginx.out").start()
+    try:
+        _wait_port(port, 20, proc)
+    except BaseException:
+        proc.stop(grace=2)
+        raise
+    return proc
 
 
 def start_redis(

@@ -25,8 +25,10 @@ from grpc_health.v1._async import HealthServicer
 from ext_proc.admin import build_admin_app
 from ext_proc.audit import AuditEvent, AuditKeys, AuditLog, KeyringKeyWrapper, parse_audit_key
 from ext_proc.config import Settings, load_config
+from ext_proc.context import ContextBuilder
 from ext_proc.errors import ConfigError, GodelError, KeyProviderError
-from ext_proc.keys import MIN_KEY_BYTES, Keyring, load_keys
+from ext_proc.inspect import build_inspect_app
+from ext_proc.keys import MIN_KEY_BYTES, Keyring, SecretBytes, load_keys
 from ext_proc.limiter import make_limiter
 from ext_proc.metrics import Metrics
 from ext_proc.mutate import Redactor
@@ -81,6 +83,17 @@ def _split(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+async def _listen(runner: web.AppRunner, address: str) -> int:
+    """Set up ``runner`` on ``address``; return the bound port (port 0 picks one)."""
+    await runner.setup()
+    host, port = _split(address)
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server  # aiohttp exposes no public accessor for the bound port
+    sockets = getattr(server, "sockets", None) or []
+    return int(sockets[0].getsockname()[1]) if sockets else port
+
+
 class GodelServer:
     """One process's servers. ``start()`` builds the pipeline and binds; ``stop()`` drains."""
 
@@ -95,6 +108,8 @@ class GodelServer:
         self.config_path = config_path
         self.grpc_port = 0
         self.admin_port = 0
+        self.inspect_port = 0  # 0 while the inspect endpoint is off
+        self.inspect_runner: web.AppRunner | None = None
         self._stopping = False
         self._reload_lock = asyncio.Lock()
         self.audit: AuditLog | None = None
@@ -188,18 +203,25 @@ class GodelServer:
             raise OSError(f"server.grpc_address: cannot bind {s.grpc_address}")
         await self.grpc.start()
 
-        token = self.keyring.material("admin_token") if "admin_token" in self.keyring else None
         self.admin_runner = web.AppRunner(
-            build_admin_app(self.metrics, self.readiness, self.reload, reload_token=token),
+            build_admin_app(
+                self.metrics, self.readiness, self.reload, reload_token=self._key("admin_token")
+            ),
             access_log=None,
         )
-        await self.admin_runner.setup()
-        host, port = _split(s.admin_address)
-        site = web.TCPSite(self.admin_runner, host, port)
-        await site.start()
-        server = site._server  # aiohttp exposes no public accessor for the bound port
-        sockets = getattr(server, "sockets", None) or []
-        self.admin_port = sockets[0].getsockname()[1] if sockets else port
+        host, _ = _split(s.admin_address)
+        self.admin_port = await _listen(self.admin_runner, s.admin_address)
+        if s.inspect_address is not None:
+            app = build_inspect_app(
+                self.pipeline,
+                ContextBuilder(self.pipeline, self.settings.identity),
+                self._key("inspect_token"),
+            )
+            # Bodies arrive as the client sent them; Godel decodes gzip/deflate/br itself, with
+            # the same bomb limits as on the Envoy path, instead of aiohttp inflating them.
+            self.inspect_runner = web.AppRunner(app, access_log=None, auto_decompress=False)
+            self.inspect_port = await _listen(self.inspect_runner, s.inspect_address)
+            log.info("inspect endpoint on %s:%d", _split(s.inspect_address)[0], self.inspect_port)
         await self._set_serving(True)
         log.info(
             "godel serving grpc=%s:%d admin=%s:%d rules=%d",
@@ -209,6 +231,10 @@ class GodelServer:
             self.admin_port,
             len(self.pipeline.traps),
         )
+
+    def _key(self, name: str) -> SecretBytes | None:
+        """The current version of a configured key, or None when it is not configured."""
+        return self.keyring.material(name) if name in self.keyring else None
 
     async def _set_serving(self, serving: bool) -> None:
         status = (
@@ -228,6 +254,8 @@ class GodelServer:
         if s.shutdown_delay_seconds:
             await asyncio.sleep(s.shutdown_delay_seconds)
         await self.grpc.stop(s.drain_seconds)
+        if self.inspect_runner is not None:
+            await self.inspect_runner.cleanup()
         if self._refresher is not None:
             self._refresher.cancel()
         if self.audit is not None:
@@ -248,14 +276,17 @@ async def serve(
 ) -> None:
     """Run until SIGTERM or SIGINT, then drain and return; SIGHUP reloads ``config_path``.
 
-    ``port_file`` receives ``{"grpc": port, "admin": port}`` once both servers listen (useful
-    with port 0); it is written atomically.
+    ``port_file`` receives ``{"grpc": port, "admin": port}`` (plus ``"inspect"`` when that
+    endpoint is on) once the servers listen (useful with port 0); it is written atomically.
     """
     server = GodelServer(settings, config_path=config_path)
     await server.start()
     if port_file is not None:
         tmp = port_file.with_suffix(port_file.suffix + ".tmp")
-        tmp.write_text(json.dumps({"grpc": server.grpc_port, "admin": server.admin_port}))
+        ports = {"grpc": server.grpc_port, "admin": server.admin_port}
+        if server.inspect_port:
+            ports["inspect"] = server.inspect_port
+        tmp.write_text(json.dumps(ports))
         tmp.replace(port_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

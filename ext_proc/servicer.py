@@ -18,12 +18,10 @@ An unexpected error aborts the stream with INTERNAL, so Envoy applies its config
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -34,11 +32,12 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from envoy.type.v3 import http_status_pb2
 
 from ext_proc.config import IdentitySettings
+from ext_proc.context import ContextBuilder
 from ext_proc.limiter import LimitVerdict
 from ext_proc.metrics import Metrics
-from ext_proc.pipeline import DEBT_RULE, Outcome, Pipeline, RequestContext
+from ext_proc.pipeline import Outcome, Pipeline, RequestContext
+from ext_proc.replies import Refusal, redacted_rules, refusal
 from ext_proc.stream import SseRedactor
-from ext_proc.tiers import TierResolver
 
 __all__ = ["ExtProcServicer"]
 
@@ -92,17 +91,15 @@ def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
     )
 
 
-def _immediate(
-    status: int, payload: dict[str, Any], details: str, extra: dict[str, str] | None = None
-) -> pb.ProcessingResponse:
+def _immediate(refused: Refusal) -> pb.ProcessingResponse:
     headers = [_header("content-type", "application/json")]
-    headers += [_header(k, v) for k, v in (extra or {}).items()]
+    headers += [_header(k, v) for k, v in refused.headers.items()]
     return pb.ProcessingResponse(
         immediate_response=pb.ImmediateResponse(
-            status=http_status_pb2.HttpStatus(code=status),
+            status=http_status_pb2.HttpStatus(code=refused.status),
             headers=pb.HeaderMutation(set_headers=headers),
-            body=json.dumps(payload, separators=(",", ":")).encode("ascii"),
-            details=details,
+            body=refused.body(),
+            details=refused.details,
         )
     )
 
@@ -123,14 +120,6 @@ def _attributes(req: pb.ProcessingRequest) -> dict[str, Any]:
     return out
 
 
-def _source_host(address: str) -> str:
-    """``source.address`` carries the port ('10.0.0.1:5050', '[::1]:5050'); keep the host."""
-    if address.startswith("["):
-        return address[1 : address.find("]")] if "]" in address else address
-    host, sep, _ = address.rpartition(":")
-    return host if sep and host.count(":") == 0 else address
-
-
 @dataclass(slots=True)
 class _Stream:
     """What one ext_proc stream (one HTTP request and its response) remembers."""
@@ -138,6 +127,7 @@ class _Stream:
     ctx: RequestContext | None = None
     sse: SseRedactor | None = None
     limit: LimitVerdict | None = None  # the limiter's answer, for RateLimit response headers
+    pending: bytearray = field(default_factory=bytearray)  # observability mode: body so far
 
 
 def _with_headers(
@@ -160,40 +150,15 @@ def _rid(st: _Stream) -> str:
 class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     def __init__(self, pipeline: Pipeline, identity: IdentitySettings, metrics: Metrics) -> None:
         self.pipeline = pipeline
-        self.identity_header = identity.header
-        self.identity_max = identity.max_length
+        self.contexts = ContextBuilder(pipeline, identity)
         self.metrics = metrics
-        self.tiers = TierResolver(pipeline.settings.limiter.tier_from)
         self.ratelimit_headers = pipeline.settings.limiter.headers
         self._headers_seconds = metrics.processing_seconds.labels("request_headers")
         self._body_seconds = metrics.processing_seconds.labels("request_body")
 
     # -- context ---------------------------------------------------------------------------
     def _context(self, headers: dict[str, str] | None, attrs: dict[str, Any]) -> RequestContext:
-        headers = headers or {}
-        ident_attr = f"request.headers['{self.identity_header}']"
-        identity = headers.get(self.identity_header) or attrs.get(ident_attr) or ""
-        if not identity:
-            source = attrs.get("source.address", "")
-            identity = f"ip:{_source_host(source)}" if source else "anonymous"
-        request_id = headers.get("x-request-id") or attrs.get("request.id") or uuid.uuid4().hex
-        length = headers.get("content-length")
-        path = headers.get(":path") or str(attrs.get("request.path", ""))
-        tier = None
-        if self.tiers.enabled:
-            tier = self.tiers.resolve(
-                lambda name: headers.get(name) or attrs.get(f"request.headers['{name}']")
-            )
-        return RequestContext(
-            request_id=str(request_id),
-            identity=str(identity)[: self.identity_max],
-            method=headers.get(":method") or str(attrs.get("request.method", "")),
-            path=path,
-            content_length=int(length) if length and length.isdigit() else None,
-            route=self.pipeline.policy.route_for(path, headers),
-            content_encoding=headers.get("content-encoding", "").strip().lower(),
-            tier=tier,
-        )
+        return self.contexts.build(headers, attrs)
 
     @staticmethod
     def _headers(msg: pb.HttpHeaders) -> dict[str, str]:
@@ -204,61 +169,16 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
 
     # -- replies ---------------------------------------------------------------------------
     def _reply(self, ctx: RequestContext, outcome: Outcome, phase: str) -> pb.ProcessingResponse:
-        decision = outcome.decision
-        limit = outcome.limit
-        if limit is not None and outcome.rules == (DEBT_RULE,):
-            retry = limit.retry_after_header
-            log.info("refused for security debt request_id=%s", ctx.request_id)
-            return _immediate(
-                403 if decision == "block" else 429,
-                {
-                    "error": "refused: this caller's security debt is over its limit",
-                    "retry_after": int(retry),
-                    "request_id": ctx.request_id,
-                },
-                "godel_debt",
-                {"retry-after": retry, "x-request-id": ctx.request_id},
-            )
-        if decision == "block":
-            log.info("blocked request_id=%s rules=%s", ctx.request_id, ",".join(outcome.rules))
-            return _immediate(
-                403,
-                {
-                    "error": "request blocked by policy",
-                    "rules": list(outcome.rules),
-                    "request_id": ctx.request_id,
-                },
-                "godel_block",
-                {"x-request-id": ctx.request_id},
-            )
-        if decision == "throttle":
-            assert limit is not None
-            retry = limit.retry_after_header
-            extra = dict(limit.ratelimit_headers()) if self.ratelimit_headers else {}
-            return _immediate(
-                429,
-                {
-                    "error": "rate limit exceeded",
-                    "retry_after": int(retry),
-                    "request_id": ctx.request_id,
-                },
-                "godel_throttle",
-                {"retry-after": retry, "x-request-id": ctx.request_id, **extra},
-            )
-        if decision == "too_large":
-            return _immediate(
-                413,
-                {
-                    "error": "request body too large to inspect",
-                    "limit_bytes": self.pipeline.max_body_bytes,
-                    "request_id": ctx.request_id,
-                },
-                "godel_too_large",
-                {"x-request-id": ctx.request_id},
-            )
-        if decision == "redact" and outcome.body is not None and phase == "request_body":
-            rules = sorted({f.rule for f in outcome.inspection.verdict.to_redact})
-            log.info("redacted request_id=%s rules=%s", ctx.request_id, ",".join(rules))
+        refused = refusal(
+            ctx,
+            outcome,
+            max_body_bytes=self.pipeline.max_body_bytes,
+            ratelimit_headers=self.ratelimit_headers,
+        )
+        if refused is not None:
+            return _immediate(refused)
+        if outcome.decision == "redact" and outcome.body is not None and phase == "request_body":
+            redacted_rules(ctx, outcome)
             return pb.ProcessingResponse(
                 request_body=pb.BodyResponse(
                     response=pb.CommonResponse(
@@ -304,6 +224,17 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             if st.ctx is None:  # one-message mode: no headers phase, context from attributes
                 st.ctx = self._context(None, _attributes(req))
             body = req.request_body.body
+            if req.observability_mode:
+                # Replies are ignored and chunks come as they arrive (STREAMED): join them
+                # and decide once per body, as in BUFFERED mode. Past the limit, stop keeping
+                # bytes; the too_large decision only needs to know the limit was passed.
+                if not req.request_body.end_of_stream:
+                    if len(st.pending) <= self.pipeline.max_body_bytes:
+                        st.pending += body
+                    return _CONTINUE_BODY
+                if st.pending:
+                    body = bytes(st.pending + body)
+                    st.pending.clear()
             self.metrics.body_bytes.observe(len(body))
             outcome = await self.pipeline.decide(st.ctx, body)
             st.limit = outcome.limit

@@ -10,8 +10,9 @@ PYTHON=${PYTHON:-python3}
 # hey: load generator for bench/; redis-server/redis-tools: the limiter's tests and bench
 # (Redis 7 for Functions); faketime: clock skew injected into one process in the tests;
 # prometheus: for its promtool, which checks the alert rules, their unit tests and a scrape of
-# /metrics in the tests (the Prometheus server it also installs is not used and need not run).
-APT_PACKAGES=(hey curl redis-server redis-tools faketime prometheus)
+# /metrics in the tests (the Prometheus server it also installs is not used and need not run);
+# nginx + libnginx-mod-http-js: the NGINX edge config (njs body inspection) and its tests.
+APT_PACKAGES=(hey curl redis-server redis-tools faketime prometheus nginx libnginx-mod-http-js)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -27,6 +28,15 @@ if ((${#missing[@]})); then
   log "apt-get install ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Debian starts the nginx service on :80 when the package is installed. Tests run their own
+  # NGINX on ephemeral ports; stop and disable the system one that this run just installed.
+  if [[ " ${missing[*]} " == *" nginx "* ]]; then
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
+      systemctl stop nginx && systemctl disable --quiet nginx
+    elif [ -f /run/nginx.pid ]; then
+      kill "$(cat /run/nginx.pid)" 2>/dev/null || true
+    fi
+  fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

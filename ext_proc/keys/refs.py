@@ -164,6 +164,7 @@ KEY_USES: dict[str, str] = {
     "audit_signing": "secret",
     "redis_password": "password",
     "admin_token": "password",
+    "inspect_token": "password",
 }
 
 

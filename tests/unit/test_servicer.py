@@ -168,3 +168,29 @@ def test_response_phases_pass_through() -> None:
         "response_headers",
         "response_body",
     ]
+
+
+def observed(data: bytes, eos: bool) -> pb.ProcessingRequest:
+    return pb.ProcessingRequest(
+        request_body=pb.HttpBody(body=data, end_of_stream=eos), observability_mode=True
+    )
+
+
+def test_observability_mode_joins_streamed_chunks_and_decides_once() -> None:
+    """A secret split across two STREAMED chunks is still found, and the caller's bucket
+    (capacity 1) is charged once per body, not once per chunk."""
+    payload = chat(f"key {FAKE_AWS_KEY} end")
+    cut = payload.index(FAKE_AWS_KEY.encode()) + 6
+    stream = [headers(POST), observed(payload[:cut], False), observed(payload[cut:], True)]
+    config = {"limiter": {"capacity": 1, "rate_per_second": 0.001}}
+    (replies,) = asyncio.run(exchange([stream], config))
+    assert not replies[1].request_body.response.HasField("body_mutation")
+    new_body = replies[2].request_body.response.body_mutation.body
+    assert json.loads(new_body)["messages"][0]["content"] == "key [REDACTED:aws-access-key] end"
+
+
+def test_observability_mode_body_over_limit_is_too_large_without_keeping_it() -> None:
+    chunk = b"a" * 1024
+    stream = [headers(POST)] + [observed(chunk, False)] * 5 + [observed(chunk, True)]
+    (replies,) = asyncio.run(exchange([stream], {"server": {"max_body_bytes": 4096}}))
+    assert replies[-1].immediate_response.status.code == 413
