@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from ext_proc import __version__
 from ext_proc.config import Settings, load_config
-from ext_proc.errors import GodelError
+from ext_proc.errors import ConfigError, GodelError
 
 __all__ = ["main"]
 
@@ -240,14 +240,41 @@ def _audit_wrapper(args: argparse.Namespace) -> Any:
     return LocalKeyWrapper(*keks)
 
 
+def _audit_keys(args: argparse.Namespace, *, wrapper: bool) -> tuple[Any, Any, Any]:
+    """(pseudonym key, subject key, KEK wrapper or None) from --config or the key-file options.
+    Raises ConfigError naming what is missing."""
+    from ext_proc.audit import KeyringKeyWrapper, load_audit_key_file, parse_audit_key
+    from ext_proc.keys import load_keys
+
+    if args.config:
+        settings = load_config(args.config)
+        keyring = asyncio.run(load_keys(settings))
+        for name in ("pseudonym", "audit") + (("audit_kek",) if wrapper else ()):
+            if name not in keyring:
+                raise ConfigError(f"{args.config}: keys.{name} is not configured")
+        return (
+            parse_audit_key(keyring.material("pseudonym").reveal(), "keys.pseudonym"),
+            parse_audit_key(keyring.material("audit").reveal(), "keys.audit"),
+            KeyringKeyWrapper(keyring) if wrapper else None,
+        )
+    missing = [
+        opt
+        for opt, val in (
+            ("--pseudonym-key-file", args.pseudonym_key_file),
+            ("--subject-key-file", args.subject_key_file),
+            *((("--kek-file", getattr(args, "kek_file", None)),) if wrapper else ()),
+        )
+        if not val
+    ]
+    if missing:
+        raise ConfigError(f"give --config or {', '.join(missing)}")
+    pseudonym = load_audit_key_file(Path(args.pseudonym_key_file), "--pseudonym-key-file")
+    subject_key = load_audit_key_file(Path(args.subject_key_file), "--subject-key-file")
+    return pseudonym, subject_key, _audit_wrapper(args) if wrapper else None
+
+
 def _cmd_audit_decrypt(args: argparse.Namespace) -> int:
-    from ext_proc.audit import (
-        AuditKeyError,
-        LocalSubjectKeyStore,
-        load_audit_key_file,
-        read_records,
-        verify_log,
-    )
+    from ext_proc.audit import AuditKeyError, LocalSubjectKeyStore, read_records, verify_log
     from ext_proc.audit.format import Pseudonyms
 
     files = [Path(f) for f in args.files]
@@ -256,13 +283,11 @@ def _cmd_audit_decrypt(args: argparse.Namespace) -> int:
         if report.problem is not None:
             print(f"godel audit decrypt: TAMPERED: {report.problem}", file=sys.stderr)
             return EXIT_FOUND
-    pseudonym = load_audit_key_file(Path(args.pseudonym_key_file), "--pseudonym-key-file")
-    subject_key = load_audit_key_file(Path(args.subject_key_file), "--subject-key-file")
+    pseudonym, subject_key, wrapper = _audit_keys(args, wrapper=True)
     ids = Pseudonyms(pseudonym, subject_key)
     store = (
         LocalSubjectKeyStore(Path(args.subject_store), subject_key) if args.subject_store else None
     )
-    wrapper = _audit_wrapper(args)
     want_analytic = ids.analytic_id(args.subject) if args.subject is not None else None
 
     async def run() -> int:
@@ -295,14 +320,13 @@ def _cmd_audit_decrypt(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_shred(args: argparse.Namespace) -> int:
-    from ext_proc.audit import LocalSubjectKeyStore, load_audit_key_file
+    from ext_proc.audit import LocalSubjectKeyStore
     from ext_proc.audit.format import Pseudonyms
 
     if not args.subject_store:
         print("godel audit shred: --subject-store is required", file=sys.stderr)
         return EXIT_USAGE
-    pseudonym = load_audit_key_file(Path(args.pseudonym_key_file), "--pseudonym-key-file")
-    subject_key = load_audit_key_file(Path(args.subject_key_file), "--subject-key-file")
+    pseudonym, subject_key, _ = _audit_keys(args, wrapper=False)
     analytic = Pseudonyms(pseudonym, subject_key).analytic_id(args.subject)
     store = LocalSubjectKeyStore(Path(args.subject_store), subject_key)
     if not store.shred(analytic):
@@ -347,9 +371,12 @@ def _audit_parser(sub: Any) -> None:
 
     keys = argparse.ArgumentParser(add_help=False)
     keys.add_argument(
-        "--pseudonym-key-file", required=True, help="analytic-id (HMAC) key, 32 bytes"
+        "--config",
+        help="Godel config whose key provider supplies keys.pseudonym, keys.audit and "
+        "keys.audit_kek (instead of the key-file options)",
     )
-    keys.add_argument("--subject-key-file", required=True, help="audit-id key, 32 bytes")
+    keys.add_argument("--pseudonym-key-file", help="analytic-id (HMAC) key, 32 bytes")
+    keys.add_argument("--subject-key-file", help="audit-id key, 32 bytes")
     keys.add_argument("--subject-store", help="directory of per-subject keys (crypto-shredding)")
 
     d = asub.add_parser(
@@ -362,8 +389,8 @@ def _audit_parser(sub: Any) -> None:
     d.add_argument(
         "--kek-file",
         action="append",
-        required=True,
-        help="key-encryption key file (32 bytes); repeat for keys rotated out",
+        help="key-encryption key file (32 bytes) of a local KEK; repeat for keys rotated out "
+        "(without --config)",
     )
     d.add_argument("--no-verify", action="store_true", help="skip the chain check first")
     d.set_defaults(func=_cmd_audit_decrypt)
