@@ -27,7 +27,17 @@ if ((${#missing[@]})); then
   fi
   log "apt-get install ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Packages here are tools for the tests (redis-server, prometheus, nginx), never services of
+  # this machine: on hosts without systemd, a policy-rc.d that answers 101 keeps their init
+  # scripts from starting daemons during the install (removed again right after).
+  policy=/usr/sbin/policy-rc.d
+  added_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && added_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    || { ((added_policy)) && rm -f "$policy"; exit 1; }
+  ((added_policy)) && rm -f "$policy"
   # Debian starts the nginx service on :80 when the package is installed. Tests run their own
   # NGINX on ephemeral ports; stop and disable the system one that this run just installed.
   if [[ " ${missing[*]} " == *" nginx "* ]]; then
