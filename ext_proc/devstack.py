@@ -502,13 +502,11 @@ def start_redis_cluster(workdir: Path, nodes: int = 3) -> list[tuple[Proc, int]]
             if all("cluster_state:ok" in out and "cluster_slots_ok:16384" in out for out in states):
                 return servers
             time.sleep(0.1)
+        raise TimeoutError("redis cluster did not reach cluster_state:ok")
     except BaseException:
         for proc, _ in servers:
             proc.stop(grace=2)
         raise
-    for proc, _ in servers:
-        proc.stop(grace=2)
-    raise TimeoutError("redis cluster did not reach cluster_state:ok")
 
 
 def _port_open(port: int) -> bool:

@@ -132,7 +132,8 @@ class Limiter(Protocol):
 
 
 class LocalTokenBucket:
-    """In-process token buckets, one per key, refilled continuously.
+    """In-process token buckets, one per key, refilled continuously (used by
+    :class:`LocalLimiter`, which adds tiers and debt).
 
     Memory is bounded: at most ``max_identities`` buckets are kept, least recently used first out
     (a dropped bucket comes back full, which only ever favours the caller).
@@ -181,20 +182,6 @@ class LocalTokenBucket:
         if len(self._buckets) > self.max_identities:
             self._buckets.popitem(last=False)
         return verdict
-
-    async def check(
-        self, identity: str, tier: str | None = None, cost: float = 1.0, debt: float = 0.0
-    ) -> LimitVerdict:
-        return self.take(identity, cost)
-
-    async def start(self) -> bool:
-        return True
-
-    async def ready(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        self._buckets.clear()
 
     def __len__(self) -> int:
         return len(self._buckets)

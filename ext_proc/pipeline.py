@@ -96,6 +96,15 @@ class Pipeline:
         self._debt_on = settings.limiter.debt.enabled
         for tier in Tiers(settings.limiter):
             metrics.add_tier(tier.name)
+        # Label children bound once, off the request path.
+        self._debt_ratio = {
+            t.name: metrics.debt_ratio.labels(t.name) for t in Tiers(settings.limiter)
+        }
+        self._decided = {
+            (source, reason): metrics.limiter_decisions.labels(source, reason)
+            for source in ("local", "open", "closed")
+            for reason in ("ok", "rate", "debt", "uncharged")
+        }
 
     def normalise(self, body: bytes) -> bytes:
         """The view the traps scan. Today the raw bytes (malformed JSON is scanned as text)."""
@@ -234,12 +243,11 @@ class Pipeline:
         or this process; the open and closed failure policies know no debt). Decisions the Redis
         backend took are counted by the backend itself; the rest here.
         """
-        m = self.metrics
         if limit.source != "redis":
-            m.limiter_decisions.labels(limit.source, limit.reason).inc()
+            self._decided[limit.source, limit.reason].inc()
         tier = limit.tier
         if self._debt_on and tier is not None and limit.source in ("redis", "local"):
-            m.debt_ratio.labels(tier.name).observe(limit.debt / tier.debt_limit)
+            self._debt_ratio[tier.name].observe(limit.debt / tier.debt_limit)
 
     def _count(self, outcome: Outcome) -> Outcome:
         self.metrics.requests.labels(outcome.decision).inc()

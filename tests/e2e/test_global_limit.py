@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -62,29 +61,26 @@ class Fleet:
             {"content-type": "application/json", "x-user-id": user, **headers},
         )
 
+    def _scrapes(self) -> list[str]:
+        return [
+            http("GET", f"http://127.0.0.1:{port}/metrics")[2].decode()
+            for port in self.godel_admin_ports
+        ]
+
     def metric(self, name: str) -> float:
         """A metric summed over the three processes (all label sets)."""
-        total = 0.0
-        for port in self.godel_admin_ports:
-            _, _, body = http("GET", f"http://127.0.0.1:{port}/metrics")
-            for line in body.decode().splitlines():
-                if line.startswith(name) and not line.startswith("#"):
-                    total += float(line.rsplit(" ", 1)[1])
-        return total
+        return sum(sum(self._values(text, name)) for text in self._scrapes())
 
     def served_by_each(self) -> list[float]:
-        out = []
-        for port in self.godel_admin_ports:
-            _, _, body = http("GET", f"http://127.0.0.1:{port}/metrics")
-            out.append(
-                sum(
-                    float(m.group(1))
-                    for m in re.finditer(
-                        r"^godel_requests_total\{[^}]*\} (\S+)$", body.decode(), re.M
-                    )
-                )
-            )
-        return out
+        return [sum(self._values(text, "godel_requests_total")) for text in self._scrapes()]
+
+    @staticmethod
+    def _values(text: str, name: str) -> list[float]:
+        return [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith((f"{name} ", f"{name}{{"))
+        ]
 
 
 @contextmanager

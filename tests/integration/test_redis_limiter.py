@@ -7,9 +7,8 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import redis
@@ -24,8 +23,6 @@ from tests.integration.conftest import RedisServer
 
 pytestmark = pytest.mark.redis
 
-T = TypeVar("T")
-
 
 def limiter(url: str, metrics: Metrics | None = None, **cfg: Any) -> RedisLimiter:
     """A Redis limiter; it connects on first use (tests that need it warm call start())."""
@@ -38,10 +35,6 @@ def limiter(url: str, metrics: Metrics | None = None, **cfg: Any) -> RedisLimite
     lim = make_limiter(settings.limiter, metrics or Metrics(), keyring)
     assert isinstance(lim, RedisLimiter)
     return lim
-
-
-def run(fn: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(fn())  # type: ignore[arg-type]
 
 
 def value(metric: Any, *labels: str) -> float:
@@ -59,7 +52,7 @@ def test_bucket_admits_its_capacity_then_refuses_with_retry_after(
         finally:
             await lim.close()
 
-    verdicts = run(go)
+    verdicts = asyncio.run(go())
     assert [v.allowed for v in verdicts] == [True] * 5 + [False] * 3
     assert {v.source for v in verdicts} == {"redis"}
     assert 0.3 < verdicts[-1].retry_after <= 0.5  # one token at 2/s
@@ -80,7 +73,7 @@ def test_state_is_one_hash_per_caller_and_limit_with_time_to_full_expiry(
         finally:
             await lim.close()
 
-    bucket, debt = run(go)
+    bucket, debt = asyncio.run(go())
     r = redis.Redis(port=redis_server.port)
     assert sorted(r.keys("*")) == sorted([bucket.encode(), debt.encode()])
     assert "alice" not in bucket  # key names carry a pseudonym, not the identity
@@ -106,7 +99,7 @@ def test_a_clock_behind_the_stored_timestamp_mints_no_tokens(redis_server: Redis
         finally:
             await lim.close()
 
-    assert not any(v.allowed for v in run(go))
+    assert not any(v.allowed for v in asyncio.run(go()))
     assert int(r.hget(bucket, "ts") or 0) == future_us  # never moved backwards
 
 
@@ -146,7 +139,7 @@ def test_debt_blocks_a_caller_across_processes_then_lifts_after_decay(
             await a.close()
             await b.close()
 
-    first, crossing, during, after = run(go)
+    first, crossing, during, after = asyncio.run(go())
     assert first.allowed
     assert (crossing.allowed, crossing.reason) == (False, "debt")
     # 12 points against a limit of 10 decay in 0.5 * log2(1.2) = 0.13 s; the cooldown is longer.
@@ -174,7 +167,7 @@ def test_tiers_and_debt_cost_through_redis(redis_server: RedisServer) -> None:
         finally:
             await lim.close()
 
-    default, premium, costly = run(go)
+    default, premium, costly = asyncio.run(go())
     assert default == [True, True, False]
     assert premium == [True] * 4 + [False]
     assert costly.remaining == pytest.approx(1, abs=0.01)
