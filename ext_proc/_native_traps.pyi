@@ -68,7 +68,10 @@ class RegexTrap:
     ``min_entropy`` (``float``, bits per byte in (0, 8]: a match whose reported
     span has less Shannon entropy is dropped) and ``stopwords``
     (``list[str]``: a match whose reported span contains one, ASCII
-    case-insensitively, is dropped). Unknown keys raise :class:`RuleError`.
+    case-insensitively, is dropped) and ``batch`` (``str``, ``[a-z0-9_]+``:
+    when two or more rules of a batch are candidates, one pass of their
+    combined automaton first decides which of them run). Unknown keys raise
+    :class:`RuleError`.
     """
 
     def __new__(cls, rules: Sequence[Mapping[str, Any]]) -> RegexTrap: ...

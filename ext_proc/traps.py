@@ -33,6 +33,7 @@ _NATIVE_KEYS = (
     "case_insensitive",
     "min_entropy",
     "stopwords",
+    "batch",
 )
 _DOC_KEYS = ("description", "examples")
 ENTROPY_CATEGORY = "entropy"

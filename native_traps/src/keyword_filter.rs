@@ -69,12 +69,18 @@ const HALVES: std::ops::Range<usize> = 0..64;
 struct Candidate {
     /// Keyword id.
     keyword: u32,
+    /// Where the keyword's bytes start in [`KeywordFilter::keyword_bytes`].
+    offset: u32,
+    /// Keyword length in bytes.
+    len: u32,
     /// Bit of the keyword's bucket (in the top lane, shifted down).
     bucket_bit: u16,
-    /// 1 when the keyword starts at an odd offset in this alignment.
+    /// 1 when the keyword starts one byte after the anchor's first pair.
     odd: u8,
-    /// Pairs before the anchor's last one.
-    lead_pairs: u8,
+    /// Bytes from the keyword's start back to the start of the pair where
+    /// the anchor ends (`2 * pairs before it`, plus 1 when the anchor skips
+    /// the keyword's first byte).
+    back: u8,
 }
 
 /// The keyword set of one [`crate::RegexTrap`], ready to scan.
@@ -85,11 +91,15 @@ pub struct KeywordFilter {
     /// before its last one, or has fewer than `m + 1` pairs (any pair will
     /// do then).
     table: Box<[u64; 4096]>,
-    /// For each hashed pair: the keyword alignments whose last pair it can
-    /// be.
-    ends: Vec<Vec<Candidate>>,
-    /// Keywords, ASCII-lowercased, by id.
-    keywords: Vec<Vec<u8>>,
+    /// For each hashed pair `i`: the keyword alignments whose anchor can
+    /// end in it are `candidates[ends[i]..ends[i + 1]]` (one flat array, so
+    /// that an alarm touches one cache line or two, not a `Vec` per pair).
+    ends: Vec<u32>,
+    candidates: Vec<Candidate>,
+    /// Every keyword, ASCII-lowercased, one after another.
+    keyword_bytes: Vec<u8>,
+    /// Number of keywords.
+    keyword_count: usize,
     /// See [`KeywordFilter::alarm_rate`].
     alarm_rate: f64,
 }
@@ -111,14 +121,42 @@ fn pair_indices(first: Option<u8>, second: Option<u8>) -> Vec<usize> {
 /// One keyword at one alignment (even or odd start), as table entries.
 struct Alignment {
     keyword: u32,
+    /// 1 when the anchor starts at the keyword's second byte, padded with a
+    /// wildcard half in front (the keyword starts at an odd offset).
     odd: u8,
+    /// 1 when the anchor skips the keyword's first byte, so that it starts
+    /// on a pair boundary with no wildcard half (odd offset, whole pairs).
+    skip: u8,
     /// For each distance `m` from the anchor's last pair: the table indices
     /// that pair can hash to.
     lanes: Vec<Vec<usize>>,
 }
 
 impl Alignment {
+    /// The alignment of `folded` (ASCII-lowercased) starting at an even
+    /// (`odd == 0`) or odd offset. The anchor is made of whole pairs of the
+    /// keyword when at least two fit in [`ANCHOR`] bytes: a pair with a
+    /// wildcard half accepts 64 table indices, which crowds its bucket's
+    /// lane and raises false alarms for every keyword of the bucket. Shorter
+    /// keywords keep the wildcard halves (two half pairs beat one pair).
     fn new(keyword: u32, folded: &[u8], odd: u8) -> Self {
+        let skip = usize::from(odd);
+        let whole_pairs = folded.len().saturating_sub(skip).min(ANCHOR) / 2;
+        if whole_pairs >= 2 {
+            let anchor = &folded[skip..skip + 2 * whole_pairs];
+            let lanes = (0..whole_pairs)
+                .map(|m| {
+                    let k = 2 * (whole_pairs - 1 - m);
+                    pair_indices(Some(anchor[k]), Some(anchor[k + 1]))
+                })
+                .collect();
+            return Self {
+                keyword,
+                odd: 0,
+                skip: odd,
+                lanes,
+            };
+        }
         let anchor = &folded[..folded.len().min(ANCHOR - usize::from(odd))];
         // Byte k of the aligned stream is anchor[k - odd], if any.
         let byte = |k: usize| {
@@ -138,6 +176,7 @@ impl Alignment {
         Self {
             keyword,
             odd,
+            skip: 0,
             lanes,
         }
     }
@@ -268,7 +307,13 @@ impl KeywordFilter {
             .into_boxed_slice()
             .try_into()
             .expect("4096 words");
-        let mut ends = vec![Vec::new(); 4096];
+        let mut offsets = Vec::with_capacity(folded_keywords.len());
+        let mut keyword_bytes = Vec::new();
+        for folded in &folded_keywords {
+            offsets.push(u32::try_from(keyword_bytes.len()).expect("keywords under 4 GiB"));
+            keyword_bytes.extend_from_slice(folded);
+        }
+        let mut ends_at = vec![Vec::new(); 4096];
         for (alignment, &bucket) in alignments.iter().zip(&buckets) {
             for m in 0..LANES {
                 let bit = 1u64 << (BUCKETS * (LANES - 1 - m) + bucket);
@@ -285,20 +330,33 @@ impl KeywordFilter {
                     }
                 }
             }
+            let keyword = alignment.keyword as usize;
             let candidate = Candidate {
                 keyword: alignment.keyword,
+                offset: offsets[keyword],
+                len: u32::try_from(folded_keywords[keyword].len()).expect("keywords under 4 GiB"),
                 bucket_bit: 1 << bucket,
                 odd: alignment.odd,
-                lead_pairs: u8::try_from(alignment.lanes.len() - 1).expect("at most 4 pairs"),
+                back: u8::try_from(2 * (alignment.lanes.len() - 1) + usize::from(alignment.skip))
+                    .expect("anchors span at most 8 bytes"),
             };
             for &index in &alignment.lanes[0] {
-                ends[index].push(candidate);
+                ends_at[index].push(candidate);
             }
         }
+        let mut ends = Vec::with_capacity(4097);
+        let mut candidates = Vec::new();
+        for list in ends_at {
+            ends.push(u32::try_from(candidates.len()).expect("fewer than 2^32 alignments"));
+            candidates.extend(list);
+        }
+        ends.push(u32::try_from(candidates.len()).expect("fewer than 2^32 alignments"));
         Self {
             table,
             ends,
-            keywords: folded_keywords,
+            candidates,
+            keyword_bytes,
+            keyword_count: folded_keywords.len(),
             alarm_rate,
         }
     }
@@ -311,12 +369,12 @@ impl KeywordFilter {
 
     /// Number of keywords.
     pub fn len(&self) -> usize {
-        self.keywords.len()
+        self.keyword_count
     }
 
     /// Whether there are no keywords.
     pub fn is_empty(&self) -> bool {
-        self.keywords.is_empty()
+        self.keyword_count == 0
     }
 
     /// Call `found(keyword_id)` for each occurrence of a keyword in `data`
@@ -355,19 +413,21 @@ impl KeywordFilter {
     ) -> bool {
         #[allow(clippy::cast_possible_truncation)] // the top lane
         let alarm = !(state >> 48) as u16;
-        for candidate in &self.ends[index] {
+        let list = &self.candidates[self.ends[index] as usize..self.ends[index + 1] as usize];
+        for candidate in list {
             if candidate.bucket_bit & alarm == 0 {
                 continue;
             }
-            let keyword = &self.keywords[candidate.keyword as usize];
-            let Some(start) = (at + usize::from(candidate.odd))
-                .checked_sub(2 * usize::from(candidate.lead_pairs))
+            let Some(start) =
+                (at + usize::from(candidate.odd)).checked_sub(usize::from(candidate.back))
             else {
                 continue;
             };
-            let Some(window) = data.get(start..start + keyword.len()) else {
+            let Some(window) = data.get(start..start + candidate.len as usize) else {
                 continue;
             };
+            let offset = candidate.offset as usize;
+            let keyword = &self.keyword_bytes[offset..offset + candidate.len as usize];
             if window.eq_ignore_ascii_case(keyword) && !found(candidate.keyword as usize) {
                 return false;
             }

@@ -139,7 +139,7 @@ impl PyFinding {
 }
 
 /// Keys accepted in a rule mapping.
-const RULE_KEYS: [&str; 9] = [
+const RULE_KEYS: [&str; 10] = [
     "id",
     "category",
     "severity",
@@ -149,6 +149,7 @@ const RULE_KEYS: [&str; 9] = [
     "case_insensitive",
     "min_entropy",
     "stopwords",
+    "batch",
 ];
 
 /// Values of one rule mapping, by key; `None` for absent keys and for keys
@@ -312,6 +313,17 @@ fn build_spec(
         })?,
     };
 
+    let batch = match raw.get("batch") {
+        None => None,
+        Some(value) => Some(value.extract::<String>().map_err(|_| {
+            CoreError::invalid_rule(
+                &id,
+                "batch",
+                format!("expected str or None, got {}", describe_type(value)),
+            )
+        })?),
+    };
+
     Ok(RuleSpec {
         id,
         category,
@@ -322,6 +334,7 @@ fn build_spec(
         case_insensitive,
         min_entropy,
         stopwords,
+        batch,
     })
 }
 

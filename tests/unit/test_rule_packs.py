@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ext_proc import _native_traps as native
 from ext_proc.config import EntropySettings, TrapSettings
 from ext_proc.errors import RulePackError
 from ext_proc.traps import TrapSet, load_rule_pack
@@ -216,6 +218,9 @@ def test_min_entropy_and_stopwords_filter(tmp_path: Path) -> None:
         ("stopwords", "['']", "stopwords"),
         ("stopwords", "abc", "stopwords"),
         ("validator", "crc32", "validator"),
+        ("batch", "Numbers", "batch"),
+        ("batch", "''", "batch"),
+        ("batch", "[numbers]", "batch"),
     ],
 )
 def test_bad_new_keys_are_rejected(tmp_path: Path, key: str, value: str, message: str) -> None:
@@ -226,3 +231,32 @@ def test_bad_new_keys_are_rejected(tmp_path: Path, key: str, value: str, message
     )
     with pytest.raises(RulePackError, match=rf"r1.*{message}"):
         TrapSet.from_settings(TrapSettings(rule_packs=(str(f),)))
+
+
+def test_batched_rules_find_what_unbatched_rules_find() -> None:
+    """``batch`` only decides which regexes run: the findings are the same without it, on bodies
+    where none, one or several of the batch's rules match."""
+    rules = [rule for spec in ("builtin:pii",) for rule in load_rule_pack(spec).rules]
+    assert sum(1 for r in rules if r.get("batch") == "numbers") >= 10
+    unbatched = [{k: v for k, v in r.items() if k != "batch"} for r in rules]
+    doc_keys = ("description", "examples")
+
+    def native_rules(pack: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k not in doc_keys} for r in pack]
+
+    with_batch = native.RegexTrap(native_rules(rules))
+    without = native.RegexTrap(native_rules(unbatched))
+    bodies = [
+        b"",
+        b"call me on +44 20 7946 0958 or (212) 555-0142, card 4111 1111 1111 1111",
+        b"IBAN DE89 3704 0044 0532 0130 00, SSN 123-45-6789, host 10.1.2.3 and fe80::1",
+        b"phone number: nothing here, just words and 12 digits 123456789012",
+        b"tel 030 901820 and ssn 078-05-1120 in one line",
+        b'{"note": "no numbers at all"}',
+    ]
+    for rule in rules:
+        bodies.extend(example.encode() for example in rule.get("examples", {}).get("match", []))
+    for body in bodies:
+        assert [(f.rule_id, f.start, f.end) for f in with_batch.scan(body)] == [
+            (f.rule_id, f.start, f.end) for f in without.scan(body)
+        ], body
