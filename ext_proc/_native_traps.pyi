@@ -59,7 +59,8 @@ class Finding:
 
 @final
 class RegexTrap:
-    """Compiled regex rules with a keyword prefilter (bucketed shift-or or Aho-Corasick).
+    """Compiled regex rules with a keyword prefilter (AVX-512 Teddy, bucketed shift-or or
+    Aho-Corasick).
 
     Each rule mapping has the keys ``id``, ``category``, ``severity``,
     ``pattern`` and optionally ``keywords`` (``list[str]``), ``validator``
@@ -74,7 +75,11 @@ class RegexTrap:
     :class:`RuleError`.
     """
 
-    def __new__(cls, rules: Sequence[Mapping[str, Any]]) -> RegexTrap: ...
+    def __new__(cls, rules: Sequence[Mapping[str, Any]], *, simd: bool = True) -> RegexTrap: ...
+    @property
+    def prefilter(self) -> str:
+        """Stage-1 keyword search in use: ``"avx512-teddy"`` (only where the CPU has AVX-512
+        VBMI and ``simd`` is true), ``"shift-or"``, ``"aho-corasick"`` or ``"none"``."""
     def scan(self, data: bytes) -> list[Finding]:
         """Findings sorted by (start, end, rule order); the GIL is released."""
     @property

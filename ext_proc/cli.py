@@ -76,7 +76,10 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
     settings = load_config(args.config)
     traps = TrapSet.from_settings(settings.traps)
-    print(f"ok: {args.config}: {len(traps)} rules from {len(traps.packs)} pack(s)")
+    print(
+        f"ok: {args.config}: {len(traps)} rules from {len(traps.packs)} pack(s), "
+        f"keyword prefilter {traps.prefilter}"
+    )
     return EXIT_OK
 
 

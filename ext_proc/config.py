@@ -231,6 +231,12 @@ class TrapSettings(_Section):
         description="Most findings one body may have; a body with more is blocked (rule "
         "too-many-findings) instead of being redacted finding by finding.",
     )
+    simd: bool = Field(
+        True,
+        description="Find rule keywords with the AVX-512 VBMI filter when the CPU has it (else, "
+        "or when false, with the scalar filters). Findings are the same either way; false is "
+        "a switch for operators who suspect the SIMD path.",
+    )
 
 
 class RouteRule(_Section):

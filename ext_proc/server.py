@@ -64,6 +64,7 @@ def build_pipeline(
     """The pipeline for ``settings``; ``keyring`` holds the fetched keys it needs (if any)."""
     traps = TrapSet.from_settings(settings.traps)
     metrics.rules_loaded.set(len(traps))
+    log.info("traps compiled rules=%d prefilter=%s", len(traps), traps.prefilter)
     limiter = make_limiter(settings.limiter, metrics, keyring)
     return Pipeline(settings, traps, limiter, metrics, build_redactor(settings, keyring))
 

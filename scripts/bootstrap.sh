@@ -50,7 +50,7 @@ if ((${#missing[@]})); then
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "bootstrap: cargo not found; Godel's traps need a Rust toolchain (1.83 or newer, for PyO3 0.29)" >&2
+  echo "bootstrap: cargo not found; Godel's traps need a Rust toolchain (1.89 or newer: AVX-512 intrinsics; PyO3 0.29 needs 1.83)" >&2
   exit 1
 fi
 

@@ -1,8 +1,9 @@
 //! Native traps for the Godel Guardrail `ext_proc` server.
 //!
-//! * [`RegexTrap`]: regex rules over raw bytes, prefiltered by keywords (a
-//!   bucketed shift-or filter or Aho-Corasick), with optional post-match
-//!   validators such as Luhn.
+//! * [`RegexTrap`]: regex rules over raw bytes, prefiltered by keywords (an
+//!   AVX-512 Teddy-style filter where the CPU has it, else a bucketed
+//!   shift-or filter or Aho-Corasick), with optional post-match validators
+//!   such as Luhn.
 //! * [`EntropyTrap`]: Shannon-entropy detector for random-looking tokens
 //!   (API keys, hex digests, base64 secrets).
 //!
@@ -14,6 +15,7 @@
 pub mod entropy;
 pub mod error;
 pub mod keyword_filter;
+pub mod keyword_teddy;
 pub mod normalize;
 pub mod regex_trap;
 pub mod rule;
@@ -25,5 +27,5 @@ mod python;
 
 pub use entropy::{Charset, EntropyFinding, EntropyThresholds, EntropyTrap};
 pub use error::TrapError;
-pub use regex_trap::{Finding, RegexTrap};
+pub use regex_trap::{CompileOptions, Finding, RegexTrap};
 pub use rule::{RuleSpec, Severity, Validator};

@@ -15,7 +15,7 @@ use pyo3::types::{PyDict, PyMapping, PyTuple, PyType};
 
 use crate::entropy::{Charset, EntropyFinding, EntropyThresholds, EntropyTrap};
 use crate::error::TrapError as CoreError;
-use crate::regex_trap::{Finding, RegexTrap};
+use crate::regex_trap::{CompileOptions, Finding, RegexTrap};
 use crate::rule::{RuleSpec, Severity, Validator};
 
 const MODULE: &str = "ext_proc._native_traps";
@@ -368,14 +368,15 @@ impl PyRegexTrap {
 #[pymethods]
 impl PyRegexTrap {
     #[new]
-    fn new(py: Python<'_>, rules: Vec<Bound<'_, PyAny>>) -> PyResult<Self> {
+    #[pyo3(signature = (rules, *, simd = true))]
+    fn new(py: Python<'_>, rules: Vec<Bound<'_, PyAny>>, simd: bool) -> PyResult<Self> {
         let mut specs = Vec::with_capacity(rules.len());
         for (position, item) in rules.into_iter().enumerate() {
             specs.push(parse_rule(position, &item)?.map_err(|e| to_py_err(py, &e))?);
         }
         // Compiling many regexes can take a while; other threads may run.
         let trap = py
-            .detach(|| RegexTrap::compile(specs))
+            .detach(|| RegexTrap::compile_with(specs, CompileOptions { simd }))
             .map_err(|e| to_py_err(py, &e))?;
         let ids = trap.rules().map(|r| Arc::from(r.id.as_str())).collect();
         let categories = trap
@@ -393,6 +394,12 @@ impl PyRegexTrap {
     fn scan(&self, py: Python<'_>, data: &[u8]) -> Vec<PyFinding> {
         let findings = py.detach(|| self.trap.scan(data));
         self.wrap(findings)
+    }
+
+    /// Stage-1 keyword search in use: "avx512-teddy", "shift-or", "aho-corasick" or "none".
+    #[getter]
+    fn prefilter(&self) -> &'static str {
+        self.trap.prefilter_name()
     }
 
     /// Rule ids in rule order.

@@ -184,7 +184,7 @@ fn luhn_valid(candidate: &[u8]) -> bool {
             _ => return false,
         }
     }
-    (13..=19).contains(&digits) && sum % 10 == 0
+    (13..=19).contains(&digits) && sum.is_multiple_of(10)
 }
 
 /// Up to 19 card digits collected from `candidate` (spaces and dashes

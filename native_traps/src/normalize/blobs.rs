@@ -74,7 +74,7 @@ pub fn mostly_printable(bytes: &[u8]) -> bool {
 }
 
 fn decode_hex(run: &[u8]) -> Option<Vec<u8>> {
-    if run.len() % 2 != 0 || !run.iter().all(u8::is_ascii_hexdigit) {
+    if !run.len().is_multiple_of(2) || !run.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     let nibble = |b: u8| {
@@ -116,7 +116,7 @@ fn decode_base64(run: &[u8], strict: bool) -> Option<Vec<u8>> {
     if strict {
         // Whole quads only, and padding (if any) that completes the last one.
         let padded = run.len() != body.len();
-        if body.len() % 4 == 1 || (padded && run.len() % 4 != 0) {
+        if body.len() % 4 == 1 || (padded && !run.len().is_multiple_of(4)) {
             return None;
         }
         return engine.decode(body).ok();

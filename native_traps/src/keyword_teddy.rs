@@ -1,0 +1,581 @@
+//! Which rule keywords occur in an input: a Teddy-style SIMD filter for
+//! x86-64 CPUs with AVX-512 VBMI (Intel Ice Lake and later, AMD Zen 4 and
+//! later). Elsewhere [`KeywordTeddy::new`] returns `None` and
+//! [`crate::RegexTrap`] keeps its scalar filters.
+//!
+//! Each keyword gets an *anchor*: the four consecutive bytes of the keyword
+//! that are least common in ordinary text (the whole keyword when it is
+//! shorter; the missing bytes accept anything). Anchors are spread over 64
+//! buckets. Input bytes are folded to six bits, as in the scalar filter
+//! (bits 0-4 and bit 6: the two ASCII cases of a letter meet, so the filter
+//! is case-insensitive; other collisions only cost false alarms). For each
+//! anchor position `k` (0-3) and each group of eight buckets there is a
+//! 64-entry byte table: bit `b` of entry `x` is set when an anchor of bucket
+//! `8 * group + b` can have a byte folding to `x` at position `k`. One
+//! `vpermb` looks up 64 input bytes at once, so 64 start positions are
+//! tested per step with 32 lookups and 24 ANDs: a position is flagged when,
+//! in some bucket, all four bytes from it are accepted. Only then are the
+//! input's next bytes looked up in an index of the anchors, and the keywords
+//! whose anchor they are compared with the input, exactly and ASCII
+//! case-insensitively. (`vpermb` takes a 64-entry table; the two-table
+//! `vpermt2b` with 128 entries, which would spare the fold, measured 1.8x
+//! slower here.)
+//!
+//! The answer is exact, as the scalar filter's: a keyword is reported if and
+//! only if it occurs in the input. An occurrence puts its anchor at some
+//! position, every byte of the anchor is accepted there by the keyword's
+//! bucket, every position of the input is tested (the last block is copied
+//! into a zero-padded buffer), and the final comparison removes every false
+//! alarm. The unit tests compare it with Aho-Corasick on random keyword sets
+//! (on a CPU without VBMI they have nothing to run and say so).
+//!
+//! This module is the crate's only `unsafe` code: the AVX-512 intrinsics
+//! and unaligned vector loads. Every load reads 64 bytes that lie inside
+//! the slice it comes from (the bounds are checked before the loop), and the
+//! intrinsics run only after the CPU was seen to support them (see ADR 0012).
+#![allow(unsafe_code)]
+
+/// Buckets (8 groups of 8, one bit each in a table byte).
+const BUCKETS: usize = 64;
+/// Bucket groups: one table (and one lookup per position) each.
+const GROUPS: usize = BUCKETS / 8;
+/// Anchor length in bytes.
+const ANCHOR: usize = 4;
+/// Start positions tested per step.
+const BLOCK: usize = 64;
+
+/// How often a byte shows up in benign text, 2 (rare) to 9 (everywhere);
+/// only used to pick anchors and buckets.
+fn commonness(b: u8) -> u32 {
+    match b.to_ascii_lowercase() {
+        b' ' | b'e' | b't' | b'a' | b'o' | b'i' | b'n' => 9,
+        b's' | b'r' | b'h' | b'l' | b'd' | b'c' | b'u' => 8,
+        b'm' | b'f' | b'p' | b'g' | b'w' | b'y' | b'b' | b'\n' => 7,
+        b'v' | b'k' | b'.' | b',' | b'"' | b'\'' => 6,
+        b'0'..=b'9' | b'x' | b'j' | b'q' | b'z' | b'_' | b'-' | b'(' | b')' | b':' | b'/' => 5,
+        b'=' | b'{' | b'}' | b'[' | b']' | b'\t' | b';' | b'*' => 4,
+        _ => 2,
+    }
+}
+
+/// Six bits of a byte: bits 0-4 and bit 6 (see the module docs).
+fn fold(b: u8) -> usize {
+    usize::from((b & 0x1F) | ((b >> 1) & 0x20))
+}
+
+/// One keyword as the final comparison sees it.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    /// Keyword id.
+    keyword: u32,
+    /// Where its bytes start in [`KeywordTeddy::keyword_bytes`].
+    offset: u32,
+    /// Length in bytes.
+    len: u32,
+    /// Offset of the anchor inside the keyword.
+    anchor_at: u32,
+    /// The anchor's bytes (ASCII-lowercased), little-endian, zero-padded.
+    anchor: u32,
+    /// Anchor length in bytes (1-4).
+    anchor_len: u32,
+}
+
+/// Slots of the anchor index (a power of two).
+const INDEX_BITS: u32 = 12;
+
+/// The anchor index slot of `key` (anchor bytes, little-endian) of `len`
+/// bytes.
+fn slot(key: u32, len: u32) -> usize {
+    (key.wrapping_add(len).wrapping_mul(0x9E37_79B1) >> (32 - INDEX_BITS)) as usize
+}
+
+/// Bytes `at..at + 4` of `data` as a little-endian word, ASCII-lowercased,
+/// zero past the end.
+fn lowered_word(data: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    for (i, slot) in word.iter_mut().enumerate() {
+        if let Some(&b) = data.get(at + i) {
+            *slot = b.to_ascii_lowercase();
+        }
+    }
+    u32::from_le_bytes(word)
+}
+
+/// The keyword set of one [`crate::RegexTrap`], ready for the SIMD scan.
+#[derive(Debug)]
+pub struct KeywordTeddy {
+    /// `tables[k][g][x]`: bit `b` set when bucket `8 * g + b` accepts a
+    /// byte folding to `x` at anchor position `k`.
+    tables: Box<[[[u8; 64]; GROUPS]; ANCHOR]>,
+    /// Keywords by anchor: the members whose anchor hashes to slot `i` are
+    /// `members[index[i]..index[i + 1]]`.
+    index: Vec<u32>,
+    members: Vec<Member>,
+    /// Bit `n` set when some anchor is `n` bytes long.
+    anchor_lens: u32,
+    /// See [`KeywordTeddy::flag_rate`].
+    flag_rate: f64,
+    /// Every keyword, ASCII-lowercased, one after another.
+    keyword_bytes: Vec<u8>,
+    keyword_count: usize,
+}
+
+/// Whether this CPU can run the filter (checked once per build, cheap).
+pub fn supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vbmi")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The anchor of a keyword (ASCII-lowercased): its four consecutive bytes
+/// least common in text, or the whole keyword when shorter, with its offset.
+fn choose_anchor(keyword: &[u8]) -> (usize, &[u8]) {
+    assert!(!keyword.is_empty(), "keywords must not be empty");
+    if keyword.len() <= ANCHOR {
+        return (0, keyword);
+    }
+    let cost = |j: usize| -> f64 {
+        keyword[j..j + ANCHOR]
+            .iter()
+            .map(|&b| f64::from(1u32 << commonness(b)))
+            .product()
+    };
+    let j = (0..=keyword.len() - ANCHOR)
+        .min_by(|&x, &y| cost(x).total_cmp(&cost(y)))
+        .unwrap_or(0);
+    (j, &keyword[j..j + ANCHOR])
+}
+
+/// The lookup tables for `anchors`, and the estimated share of flagged
+/// positions. Greedy: the anchors most likely to be flagged on their own go
+/// first, each into the bucket whose estimated flag rate (product over the
+/// positions of the accepted bytes' weight) grows least.
+fn assign_buckets(anchors: &[(usize, &[u8])]) -> (Box<[[[u8; 64]; GROUPS]; ANCHOR]>, f64) {
+    let weight = {
+        let mut w = [0.0f64; 64];
+        for b in 0..=u8::MAX {
+            w[fold(b)] += f64::from(1u32 << commonness(b));
+        }
+        let total: f64 = w.iter().sum();
+        w.map(|x| x / total)
+    };
+    let own_rate = |anchor: &[u8]| -> f64 {
+        (0..ANCHOR)
+            .map(|k| anchor.get(k).map_or(1.0, |&b| weight[fold(b)]))
+            .product()
+    };
+    let mut order: Vec<usize> = (0..anchors.len()).collect();
+    order.sort_by(|&x, &y| own_rate(anchors[y].1).total_cmp(&own_rate(anchors[x].1)));
+    let mut accepted = vec![[[false; 64]; ANCHOR]; BUCKETS];
+    let mut rate = [[0.0f64; ANCHOR]; BUCKETS];
+    for i in order {
+        let anchor = anchors[i].1;
+        let grown = |bucket: usize| -> f64 {
+            let with: f64 = (0..ANCHOR)
+                .map(|k| match anchor.get(k) {
+                    None => 1.0,
+                    Some(&b) => {
+                        let x = fold(b);
+                        rate[bucket][k]
+                            + if accepted[bucket][k][x] {
+                                0.0
+                            } else {
+                                weight[x]
+                            }
+                    }
+                })
+                .product();
+            with - rate[bucket].iter().product::<f64>()
+        };
+        let bucket = (0..BUCKETS)
+            .min_by(|&x, &y| grown(x).total_cmp(&grown(y)))
+            .unwrap_or(0);
+        for k in 0..ANCHOR {
+            match anchor.get(k) {
+                None => {
+                    accepted[bucket][k] = [true; 64];
+                    rate[bucket][k] = 1.0;
+                }
+                Some(&b) => {
+                    let x = fold(b);
+                    if !accepted[bucket][k][x] {
+                        accepted[bucket][k][x] = true;
+                        rate[bucket][k] += weight[x];
+                    }
+                }
+            }
+        }
+    }
+
+    let flag_rate = (0..BUCKETS)
+        .filter(|&b| accepted[b].iter().any(|lane| lane.iter().any(|&on| on)))
+        .map(|b| rate[b].iter().product::<f64>())
+        .sum();
+    let mut tables = Box::new([[[0u8; 64]; GROUPS]; ANCHOR]);
+    for (bucket, lanes) in accepted.iter().enumerate() {
+        for (k, lane) in lanes.iter().enumerate() {
+            for (x, &on) in lane.iter().enumerate() {
+                if on {
+                    tables[k][bucket / 8][x] |= 1 << (bucket % 8);
+                }
+            }
+        }
+    }
+    (tables, flag_rate)
+}
+
+impl KeywordTeddy {
+    /// Build the filter for `keywords` (each non-empty), or `None` when the
+    /// CPU lacks AVX-512 VBMI. Keyword ids in
+    /// [`KeywordTeddy::for_each_present`] are indices into this slice.
+    ///
+    /// # Panics
+    /// If a keyword is empty or the keywords exceed 4 GiB in total.
+    pub fn new<K: AsRef<[u8]>>(keywords: &[K]) -> Option<Self> {
+        supported().then(|| Self::build(keywords))
+    }
+
+    fn build<K: AsRef<[u8]>>(keywords: &[K]) -> Self {
+        let folded: Vec<Vec<u8>> = keywords
+            .iter()
+            .map(|k| k.as_ref().to_ascii_lowercase())
+            .collect();
+        let anchors: Vec<(usize, &[u8])> = folded.iter().map(|k| choose_anchor(k)).collect();
+        let (tables, flag_rate) = assign_buckets(&anchors);
+        let mut keyword_bytes = Vec::new();
+        let mut by_slot: Vec<Vec<Member>> = vec![Vec::new(); 1 << INDEX_BITS];
+        let mut anchor_lens = 0u32;
+        for (id, k) in folded.iter().enumerate() {
+            let (at, bytes) = anchors[id];
+            let mut word = [0u8; 4];
+            word[..bytes.len()].copy_from_slice(bytes);
+            let member = Member {
+                keyword: u32::try_from(id).expect("fewer than 2^32 keywords"),
+                offset: u32::try_from(keyword_bytes.len()).expect("keywords under 4 GiB"),
+                len: u32::try_from(k.len()).expect("keywords under 4 GiB"),
+                anchor_at: u32::try_from(at).expect("keywords under 4 GiB"),
+                anchor: u32::from_le_bytes(word),
+                anchor_len: u32::try_from(bytes.len()).expect("at most 4"),
+            };
+            keyword_bytes.extend_from_slice(k);
+            anchor_lens |= 1 << member.anchor_len;
+            by_slot[slot(member.anchor, member.anchor_len)].push(member);
+        }
+        let mut index = Vec::with_capacity((1 << INDEX_BITS) + 1);
+        let mut members = Vec::with_capacity(folded.len());
+        for list in by_slot {
+            index.push(u32::try_from(members.len()).expect("fewer than 2^32 keywords"));
+            members.extend(list);
+        }
+        index.push(u32::try_from(members.len()).expect("fewer than 2^32 keywords"));
+        Self {
+            tables,
+            index,
+            members,
+            anchor_lens,
+            flag_rate,
+            keyword_bytes,
+            keyword_count: folded.len(),
+        }
+    }
+
+    /// Estimated share of input positions that are flagged (from a rough
+    /// model of byte frequencies in text, not a measurement).
+    pub fn flag_rate(&self) -> f64 {
+        self.flag_rate
+    }
+
+    /// Number of keywords.
+    pub fn len(&self) -> usize {
+        self.keyword_count
+    }
+
+    /// Whether there are no keywords.
+    pub fn is_empty(&self) -> bool {
+        self.keyword_count == 0
+    }
+
+    /// Call `found(keyword_id)` for each occurrence of a keyword in `data`
+    /// (a keyword may be reported more than once). `found` returns `false`
+    /// to stop the scan early.
+    pub fn for_each_present(&self, data: &[u8], mut found: impl FnMut(usize) -> bool) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a `KeywordTeddy` exists only after `supported()` saw
+        // AVX-512 F, BW and VBMI on this CPU (see `new`).
+        unsafe {
+            self.scan_avx512(data, &mut found);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (data, &mut found);
+            unreachable!("KeywordTeddy::new returns None off x86-64");
+        }
+    }
+
+    /// For each flagged position of one block (bit `p` of `positions`:
+    /// position `base + p` of `data`): look the input's next bytes up in the
+    /// anchor index and compare the keywords whose anchor they are with the
+    /// input. `false` when `found` asked to stop.
+    fn confirm(
+        &self,
+        data: &[u8],
+        base: usize,
+        mut positions: u64,
+        found: &mut impl FnMut(usize) -> bool,
+    ) -> bool {
+        while positions != 0 {
+            let at = base + positions.trailing_zeros() as usize;
+            positions &= positions - 1;
+            let word = lowered_word(data, at);
+            let mut lens = self.anchor_lens;
+            while lens != 0 {
+                let len = lens.trailing_zeros();
+                lens &= lens - 1;
+                let key = if len >= 4 {
+                    word
+                } else {
+                    word & ((1u32 << (8 * len)) - 1)
+                };
+                let i = slot(key, len);
+                for m in &self.members[self.index[i] as usize..self.index[i + 1] as usize] {
+                    if m.anchor != key || m.anchor_len != len {
+                        continue;
+                    }
+                    let Some(start) = at.checked_sub(m.anchor_at as usize) else {
+                        continue;
+                    };
+                    let Some(window) = data.get(start..start + m.len as usize) else {
+                        continue;
+                    };
+                    let keyword =
+                        &self.keyword_bytes[m.offset as usize..(m.offset + m.len) as usize];
+                    if window.eq_ignore_ascii_case(keyword) && !found(m.keyword as usize) {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// The SIMD scan: whole blocks straight from `data`, the rest from a
+    /// zero-padded copy.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW and VBMI.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    unsafe fn scan_avx512(&self, data: &[u8], found: &mut impl FnMut(usize) -> bool) {
+        let mut base = 0;
+        // A block at `base` reads data[base + k .. base + k + 64] for k < 4.
+        while base + BLOCK + ANCHOR - 1 <= data.len() {
+            // SAFETY: the bound above keeps all four loads inside `data`.
+            let positions = unsafe { self.block(data.as_ptr().add(base), u64::MAX) };
+            if positions != 0 && !self.confirm(data, base, positions, found) {
+                return;
+            }
+            base += BLOCK;
+        }
+        let rest = data.len() - base;
+        if rest == 0 {
+            return;
+        }
+        // At most BLOCK + ANCHOR - 2 bytes are left: copy them after which
+        // the buffer is zero (an anchor shorter than four bytes accepts any
+        // byte there; its comparison then fails for lack of input).
+        let mut padded = [0u8; 2 * BLOCK + ANCHOR];
+        padded[..rest].copy_from_slice(&data[base..]);
+        let mut offset = 0;
+        while offset < rest {
+            let live = (rest - offset).min(BLOCK);
+            let mask = if live == BLOCK {
+                u64::MAX
+            } else {
+                (1u64 << live) - 1
+            };
+            // SAFETY: offset < 2 * BLOCK - ANCHOR + 2, so the four loads of
+            // 64 bytes end inside `padded` (2 * BLOCK + ANCHOR bytes).
+            let positions = unsafe { self.block(padded.as_ptr().add(offset), mask) };
+            if positions != 0 && !self.confirm(data, base + offset, positions, found) {
+                return;
+            }
+            offset += BLOCK;
+        }
+    }
+
+    /// Test the 64 start positions at `ptr` (only those in `mask`): the
+    /// flagged ones, as bits.
+    ///
+    /// # Safety
+    /// `ptr .. ptr + BLOCK + ANCHOR - 1` must be readable, and the CPU must
+    /// support AVX-512 F, BW and VBMI.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    unsafe fn block(&self, ptr: *const u8, mask: u64) -> u64 {
+        use std::arch::x86_64::{
+            __m512i, _mm512_and_si512, _mm512_loadu_si512, _mm512_or_si512,
+            _mm512_permutexvar_epi8, _mm512_set1_epi8, _mm512_setzero_si512, _mm512_srli_epi16,
+            _mm512_ternarylogic_epi64, _mm512_test_epi8_mask,
+        };
+        // fold(b) = (b & 0x1F) | ((b >> 1) & 0x20), as a bitwise select of
+        // `b` and `b >> 1` under the mask 0x1F; `vpermb` ignores bits 6-7.
+        let low5 = _mm512_set1_epi8(0x1F);
+        let fold =
+            |v: __m512i| _mm512_ternarylogic_epi64::<0xCA>(low5, v, _mm512_srli_epi16::<1>(v));
+        // SAFETY (input loads): the caller guarantees BLOCK + ANCHOR - 1
+        // readable bytes at `ptr`.
+        let input: [__m512i; ANCHOR] = unsafe {
+            [
+                fold(_mm512_loadu_si512(ptr.cast())),
+                fold(_mm512_loadu_si512(ptr.add(1).cast())),
+                fold(_mm512_loadu_si512(ptr.add(2).cast())),
+                fold(_mm512_loadu_si512(ptr.add(3).cast())),
+            ]
+        };
+        let mut any = _mm512_setzero_si512();
+        for group in 0..GROUPS {
+            let mut acc: Option<__m512i> = None;
+            for (k, bytes) in input.iter().enumerate() {
+                // SAFETY: each table is 64 bytes: one load.
+                let table = unsafe { _mm512_loadu_si512(self.tables[k][group].as_ptr().cast()) };
+                let hit = _mm512_permutexvar_epi8(*bytes, table);
+                acc = Some(acc.map_or(hit, |a| _mm512_and_si512(a, hit)));
+            }
+            if let Some(acc) = acc {
+                any = _mm512_or_si512(any, acc);
+            }
+        }
+        _mm512_test_epi8_mask(any, any) & mask
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aho_corasick::AhoCorasick;
+
+    fn present(filter: &KeywordTeddy, data: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        filter.for_each_present(data, |id| {
+            out.push(id);
+            true
+        });
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn expected(keywords: &[Vec<u8>], data: &[u8]) -> Vec<usize> {
+        let ac = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(keywords)
+            .unwrap();
+        let mut out: Vec<usize> = ac
+            .find_overlapping_iter(data)
+            .map(|m| m.pattern().as_usize())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn skip_without_vbmi() -> bool {
+        if supported() {
+            return false;
+        }
+        eprintln!("skipped: this CPU has no AVX-512 VBMI, so KeywordTeddy is never built here");
+        true
+    }
+
+    #[test]
+    fn none_without_the_cpu_features() {
+        assert_eq!(KeywordTeddy::new(&["abc"]).is_some(), supported());
+    }
+
+    #[test]
+    fn finds_each_keyword_case_insensitively_at_every_offset() {
+        if skip_without_vbmi() {
+            return;
+        }
+        let keywords: Vec<Vec<u8>> = ["sk-ant", "ant-", "@", "zzz", "ghp_", "tél", "a"]
+            .iter()
+            .map(|k| k.as_bytes().to_vec())
+            .collect();
+        let filter = KeywordTeddy::new(&keywords).unwrap();
+        // Every input length around the block size and every placement.
+        for len in [0, 1, 3, 4, 63, 64, 65, 66, 67, 68, 127, 128, 131, 200] {
+            for at in 0..len {
+                let mut data = vec![b'.'; len];
+                let word = b"SK-ANT-";
+                for (i, &b) in word.iter().enumerate() {
+                    if at + i < len {
+                        data[at + i] = b;
+                    }
+                }
+                assert_eq!(
+                    present(&filter, &data),
+                    expected(&keywords, &data),
+                    "{len} {at}"
+                );
+            }
+        }
+        assert_eq!(present(&filter, "x Tél".as_bytes()), vec![5]);
+        assert_eq!(present(&filter, "x TÉL".as_bytes()), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn agrees_with_aho_corasick_on_many_keywords() {
+        if skip_without_vbmi() {
+            return;
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let alphabet = b"abcAB_-:@+ \xc3\xa9019\xe1\x61";
+        let mut pick = |len: u64| -> Vec<u8> {
+            (0..len)
+                .map(|_| alphabet[usize::try_from(next(alphabet.len() as u64)).unwrap()])
+                .collect()
+        };
+        for count in [1, 7, 70, 300, 1000] {
+            let keywords: Vec<Vec<u8>> = (0..count).map(|i| pick(1 + (i % 20))).collect();
+            let filter = KeywordTeddy::new(&keywords).unwrap();
+            for len in [0, 1, 2, 5, 66, 67, 130, 999, 4096] {
+                for _ in 0..8 {
+                    let data = pick(len);
+                    assert_eq!(
+                        present(&filter, &data),
+                        expected(&keywords, &data),
+                        "{count} keywords, {data:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stops_when_asked() {
+        if skip_without_vbmi() {
+            return;
+        }
+        let filter = KeywordTeddy::new(&["key"]).unwrap();
+        let data = b"key ".repeat(100);
+        let mut calls = 0;
+        filter.for_each_present(&data, |_| {
+            calls += 1;
+            calls < 3
+        });
+        assert_eq!(calls, 3);
+    }
+}
