@@ -6,14 +6,15 @@
 //! Each keyword gets an *anchor*: the four consecutive bytes of the keyword
 //! that are least common in ordinary text (the whole keyword when it is
 //! shorter; the missing bytes accept anything). Anchors are spread over 64
-//! buckets. Input bytes are folded to six bits, as in the scalar filter
+//! buckets (128 for large keyword sets, when the estimate says the extra
+//! lookups cost less than the flagged positions they save). Input bytes are folded to six bits, as in the scalar filter
 //! (bits 0-4 and bit 6: the two ASCII cases of a letter meet, so the filter
 //! is case-insensitive; other collisions only cost false alarms). For each
 //! anchor position `k` (0-3) and each group of eight buckets there is a
 //! 64-entry byte table: bit `b` of entry `x` is set when an anchor of bucket
 //! `8 * group + b` can have a byte folding to `x` at position `k`. One
 //! `vpermb` looks up 64 input bytes at once, so 64 start positions are
-//! tested per step with 32 lookups and 24 ANDs: a position is flagged when,
+//! tested per step with 32 lookups and 24 ANDs (64 buckets): a position is flagged when,
 //! in some bucket, all four bytes from it are accepted. Only then are the
 //! input's next bytes looked up in an index of the anchors, and the keywords
 //! whose anchor they are compared with the input, exactly and ASCII
@@ -35,10 +36,23 @@
 //! intrinsics run only after the CPU was seen to support them (see ADR 0012).
 #![allow(unsafe_code)]
 
-/// Buckets (8 groups of 8, one bit each in a table byte).
-const BUCKETS: usize = 64;
-/// Bucket groups: one table (and one lookup per position) each.
-const GROUPS: usize = BUCKETS / 8;
+/// Bucket counts tried (groups of 8, one bit each in a table byte; one
+/// table and one lookup per position per group). More buckets flag fewer
+/// positions but cost more lookups per block; see [`scan_cost`].
+const BUCKET_CHOICES: [usize; 2] = [64, 128];
+
+/// Estimated cost, in rough cycles per input byte, of scanning with
+/// `buckets` buckets and an estimated flag rate: one `vpermb` per group and
+/// anchor position per 64 bytes, and about 100 cycles per flagged position
+/// (index lookups and comparisons; measured about 40 ns on the bench
+/// corpus for all built-in keywords).
+fn scan_cost(buckets: usize, flag_rate: f64) -> f64 {
+    (buckets / 8 * ANCHOR) as f64 / BLOCK as f64 + 100.0 * flag_rate
+}
+
+/// Lookup tables: `tables[k * groups + g][x]` has bit `b` set when bucket
+/// `8 * g + b` accepts a byte folding to `x` at anchor position `k`.
+type Tables = Vec<[u8; 64]>;
 /// Anchor length in bytes.
 const ANCHOR: usize = 4;
 /// Start positions tested per step.
@@ -104,9 +118,10 @@ fn lowered_word(data: &[u8], at: usize) -> u32 {
 /// The keyword set of one [`crate::RegexTrap`], ready for the SIMD scan.
 #[derive(Debug)]
 pub struct KeywordTeddy {
-    /// `tables[k][g][x]`: bit `b` set when bucket `8 * g + b` accepts a
-    /// byte folding to `x` at anchor position `k`.
-    tables: Box<[[[u8; 64]; GROUPS]; ANCHOR]>,
+    /// See [`Tables`].
+    tables: Tables,
+    /// Bucket groups (bucket count / 8).
+    groups: usize,
     /// Keywords by anchor: the members whose anchor hashes to slot `i` are
     /// `members[index[i]..index[i + 1]]`.
     index: Vec<u32>,
@@ -157,7 +172,7 @@ fn choose_anchor(keyword: &[u8]) -> (usize, &[u8]) {
 /// positions. Greedy: the anchors most likely to be flagged on their own go
 /// first, each into the bucket whose estimated flag rate (product over the
 /// positions of the accepted bytes' weight) grows least.
-fn assign_buckets(anchors: &[(usize, &[u8])]) -> (Box<[[[u8; 64]; GROUPS]; ANCHOR]>, f64) {
+fn assign_buckets(anchors: &[(usize, &[u8])], buckets: usize) -> (Tables, f64) {
     let weight = {
         let mut w = [0.0f64; 64];
         for b in 0..=u8::MAX {
@@ -173,8 +188,8 @@ fn assign_buckets(anchors: &[(usize, &[u8])]) -> (Box<[[[u8; 64]; GROUPS]; ANCHO
     };
     let mut order: Vec<usize> = (0..anchors.len()).collect();
     order.sort_by(|&x, &y| own_rate(anchors[y].1).total_cmp(&own_rate(anchors[x].1)));
-    let mut accepted = vec![[[false; 64]; ANCHOR]; BUCKETS];
-    let mut rate = [[0.0f64; ANCHOR]; BUCKETS];
+    let mut accepted = vec![[[false; 64]; ANCHOR]; buckets];
+    let mut rate = vec![[0.0f64; ANCHOR]; buckets];
     for i in order {
         let anchor = anchors[i].1;
         let grown = |bucket: usize| -> f64 {
@@ -194,7 +209,7 @@ fn assign_buckets(anchors: &[(usize, &[u8])]) -> (Box<[[[u8; 64]; GROUPS]; ANCHO
                 .product();
             with - rate[bucket].iter().product::<f64>()
         };
-        let bucket = (0..BUCKETS)
+        let bucket = (0..buckets)
             .min_by(|&x, &y| grown(x).total_cmp(&grown(y)))
             .unwrap_or(0);
         for k in 0..ANCHOR {
@@ -214,16 +229,17 @@ fn assign_buckets(anchors: &[(usize, &[u8])]) -> (Box<[[[u8; 64]; GROUPS]; ANCHO
         }
     }
 
-    let flag_rate = (0..BUCKETS)
+    let flag_rate = (0..buckets)
         .filter(|&b| accepted[b].iter().any(|lane| lane.iter().any(|&on| on)))
         .map(|b| rate[b].iter().product::<f64>())
         .sum();
-    let mut tables = Box::new([[[0u8; 64]; GROUPS]; ANCHOR]);
+    let groups = buckets / 8;
+    let mut tables = vec![[0u8; 64]; ANCHOR * groups];
     for (bucket, lanes) in accepted.iter().enumerate() {
         for (k, lane) in lanes.iter().enumerate() {
             for (x, &on) in lane.iter().enumerate() {
                 if on {
-                    tables[k][bucket / 8][x] |= 1 << (bucket % 8);
+                    tables[k * groups + bucket / 8][x] |= 1 << (bucket % 8);
                 }
             }
         }
@@ -248,7 +264,14 @@ impl KeywordTeddy {
             .map(|k| k.as_ref().to_ascii_lowercase())
             .collect();
         let anchors: Vec<(usize, &[u8])> = folded.iter().map(|k| choose_anchor(k)).collect();
-        let (tables, flag_rate) = assign_buckets(&anchors);
+        let (tables, flag_rate, groups) = BUCKET_CHOICES
+            .iter()
+            .map(|&buckets| {
+                let (tables, rate) = assign_buckets(&anchors, buckets);
+                (tables, rate, buckets / 8)
+            })
+            .min_by(|a, b| scan_cost(8 * a.2, a.1).total_cmp(&scan_cost(8 * b.2, b.1)))
+            .expect("bucket choices");
         let mut keyword_bytes = Vec::new();
         let mut by_slot: Vec<Vec<Member>> = vec![Vec::new(); 1 << INDEX_BITS];
         let mut anchor_lens = 0u32;
@@ -277,6 +300,7 @@ impl KeywordTeddy {
         index.push(u32::try_from(members.len()).expect("fewer than 2^32 keywords"));
         Self {
             tables,
+            groups,
             index,
             members,
             anchor_lens,
@@ -440,11 +464,12 @@ impl KeywordTeddy {
             ]
         };
         let mut any = _mm512_setzero_si512();
-        for group in 0..GROUPS {
+        for group in 0..self.groups {
             let mut acc: Option<__m512i> = None;
             for (k, bytes) in input.iter().enumerate() {
+                let table = &self.tables[k * self.groups + group];
                 // SAFETY: each table is 64 bytes: one load.
-                let table = unsafe { _mm512_loadu_si512(self.tables[k][group].as_ptr().cast()) };
+                let table = unsafe { _mm512_loadu_si512(table.as_ptr().cast()) };
                 let hit = _mm512_permutexvar_epi8(*bytes, table);
                 acc = Some(acc.map_or(hit, |a| _mm512_and_si512(a, hit)));
             }
