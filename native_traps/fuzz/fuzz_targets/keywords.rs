@@ -1,0 +1,63 @@
+//! Differential: the keyword filters against Aho-Corasick. The input's
+//! first byte picks how many keywords to cut from the next bytes (1-32
+//! keywords of 1-12 bytes); the rest is the haystack. The shift-or filter
+//! and, where the CPU has AVX-512 VBMI, the Teddy-style filter must report
+//! exactly the keywords the automaton finds.
+#![no_main]
+
+use _native_traps::keyword_filter::KeywordFilter;
+use _native_traps::keyword_teddy::KeywordTeddy;
+use aho_corasick::AhoCorasick;
+use libfuzzer_sys::fuzz_target;
+
+fn present(mut scan: impl FnMut(&mut dyn FnMut(usize) -> bool)) -> Vec<usize> {
+    let mut out = Vec::new();
+    scan(&mut |id| {
+        out.push(id);
+        true
+    });
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&first, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mut keywords: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..=(first % 32) {
+        let Some((&len, tail)) = rest.split_first() else {
+            break;
+        };
+        let len = 1 + usize::from(len % 12);
+        if tail.len() < len {
+            break;
+        }
+        keywords.push(tail[..len].to_vec());
+        rest = &tail[len..];
+    }
+    if keywords.is_empty() {
+        return;
+    }
+    let haystack = rest;
+    let ac = AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(&keywords)
+        .expect("automaton");
+    let mut expected: Vec<usize> = ac
+        .find_overlapping_iter(haystack)
+        .map(|m| m.pattern().as_usize())
+        .collect();
+    expected.sort_unstable();
+    expected.dedup();
+
+    let shift_or = KeywordFilter::new(&keywords);
+    assert_eq!(
+        present(|f| shift_or.for_each_present(haystack, f)),
+        expected
+    );
+    if let Some(teddy) = KeywordTeddy::new(&keywords) {
+        assert_eq!(present(|f| teddy.for_each_present(haystack, f)), expected);
+    }
+});
