@@ -106,6 +106,9 @@ fn slot(key: u32, len: u32) -> usize {
 /// Bytes `at..at + 4` of `data` as a little-endian word, ASCII-lowercased,
 /// zero past the end.
 fn lowered_word(data: &[u8], at: usize) -> u32 {
+    if let Some(&[a, b, c, d]) = data.get(at..at + 4) {
+        return u32::from_le_bytes([a, b, c, d].map(|x| x.to_ascii_lowercase()));
+    }
     let mut word = [0u8; 4];
     for (i, slot) in word.iter_mut().enumerate() {
         if let Some(&b) = data.get(at + i) {
