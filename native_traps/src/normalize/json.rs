@@ -161,9 +161,10 @@ pub(crate) fn unescape_loose(data: &[u8], parent: &OffsetMap) -> Option<(Vec<u8>
     let mut i = 0;
     let mut decoded = false;
     while i + 1 < data.len() {
-        if data[i] != b'\\' {
-            i += 1;
-            continue;
+        // Jump to the next backslash that has a byte after it.
+        match memchr::memchr(b'\\', &data[i..data.len() - 1]) {
+            Some(skip) => i += skip,
+            None => break,
         }
         let (ch, end) = match data[i + 1] {
             b'u' => match hex4(data, i + 2) {
