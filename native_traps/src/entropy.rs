@@ -248,6 +248,60 @@ impl EntropyTrap {
     /// Scan `data` (any bytes; need not be UTF-8). Findings are in input
     /// order and never overlap.
     pub fn scan(&self, data: &[u8]) -> Vec<EntropyFinding> {
+        // Any `min_length` consecutive positions include exactly one
+        // position `p` with `p % min_length == min_length - 1`, so a run of
+        // at least `min_length` token bytes covers one of them. Only those
+        // positions are tested; a token byte there is grown into its whole
+        // run. Prose, whose runs are words, is read about one byte in
+        // `min_length` (plus the words that land on a tested position).
+        let step = self.min_length;
+        let mut out = Vec::new();
+        let mut p = step - 1;
+        while p < data.len() {
+            if !is_token_byte(data[p]) {
+                p += step;
+                continue;
+            }
+            let mut start = p;
+            while start > 0 && is_token_byte(data[start - 1]) {
+                start -= 1;
+            }
+            let mut end = p + 1;
+            while end < data.len() && is_token_byte(data[end]) {
+                end += 1;
+            }
+            while p < end {
+                p += step;
+            }
+            self.check_run(data, start, end, &mut out);
+        }
+        out
+    }
+
+    /// Report the run `data[start..end]` of token bytes if it is a
+    /// candidate (length, context) that [`EntropyTrap::assess`] accepts.
+    fn check_run(&self, data: &[u8], start: usize, end: usize, out: &mut Vec<EntropyFinding>) {
+        let len = end - start;
+        if len < self.min_length || len > MAX_TOKEN_LEN {
+            return;
+        }
+        if in_hash_context(data, start, end) || is_data_uri_payload(data, start) {
+            return;
+        }
+        if let Some((charset, bits_per_char)) = self.assess(&data[start..end]) {
+            out.push(EntropyFinding {
+                start,
+                end,
+                bits_per_char,
+                charset,
+            });
+        }
+    }
+
+    /// The plain byte-by-byte form of [`EntropyTrap::scan`], kept for the
+    /// tests that check the two agree.
+    #[cfg(test)]
+    fn scan_every_byte(&self, data: &[u8]) -> Vec<EntropyFinding> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < data.len() {
@@ -259,21 +313,7 @@ impl EntropyTrap {
             while i < data.len() && is_token_byte(data[i]) {
                 i += 1;
             }
-            let len = i - start;
-            if len < self.min_length || len > MAX_TOKEN_LEN {
-                continue;
-            }
-            if in_hash_context(data, start, i) || is_data_uri_payload(data, start) {
-                continue;
-            }
-            if let Some((charset, bits_per_char)) = self.assess(&data[start..i]) {
-                out.push(EntropyFinding {
-                    start,
-                    end: i,
-                    bits_per_char,
-                    charset,
-                });
-            }
+            self.check_run(data, start, i, &mut out);
         }
         out
     }
@@ -869,5 +909,45 @@ mod tests {
         // length-aware part, which approaches it from below.
         let hex = trap.effective_threshold(Charset::Hex, 4096);
         assert!(hex <= cap.hex && hex > 3.59, "{hex}");
+    }
+
+    #[test]
+    fn sampled_scan_agrees_with_the_byte_by_byte_scan() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        // Token bytes, with separators often enough to make runs of every
+        // length around `min_length`.
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-";
+        let mut found = 0;
+        for min_length in [8, 20, 21, 64] {
+            let trap = EntropyTrap::new(min_length, EntropyThresholds::default()).unwrap();
+            for len in [0, 1, 7, 8, 19, 20, 21, 63, 64, 65, 500, 5000] {
+                for round in 0..20 {
+                    let sep_every = 3 + round * 7;
+                    let data: Vec<u8> = (0..len)
+                        .map(|_| {
+                            if next(sep_every) == 0 {
+                                b' '
+                            } else {
+                                alphabet[usize::try_from(next(alphabet.len() as u64)).unwrap()]
+                            }
+                        })
+                        .collect();
+                    let a = trap.scan(&data);
+                    let b = trap.scan_every_byte(&data);
+                    assert_eq!(a.len(), b.len(), "{min_length} {data:?}");
+                    for (x, y) in a.iter().zip(&b) {
+                        assert_eq!((x.start, x.end, x.charset), (y.start, y.end, y.charset));
+                    }
+                    found += a.len();
+                }
+            }
+        }
+        assert!(found > 100, "the comparison saw real findings: {found}");
     }
 }
