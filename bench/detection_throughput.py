@@ -12,7 +12,8 @@ eval/corpus.py with a fixed seed, cut into ~4 KiB documents, one scan per docume
   (it is slow), through ``SecretsCollection.scan_file``.
 
 It also times the full pipeline (``build_pipeline(...).inspect(body)``) on a 4 KiB chat body.
-MB/s means 10^6 bytes per second of wall time, best of ``--repeat`` rounds, process pinned to one
+MB/s means 10^6 bytes per second of wall time, best of ``--repeat`` rounds (the engines take
+turns within each round, so a slow spell of the machine hits all of them), process pinned to one
 CPU.
 
     .venv/bin/python bench/detection_throughput.py [--packs builtin:starter ...] [--mib 8]
@@ -71,14 +72,30 @@ def pin_one_core() -> str:
     return f"pinned to CPU {cpu}"
 
 
-def best_of(repeat: int, fn: Callable[[], int]) -> tuple[float, int]:
-    """The fastest of ``repeat`` runs of ``fn`` (seconds) and what the last run returned."""
-    best, result = float("inf"), 0
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """One engine ready to time: ``run`` scans every document and returns its match count."""
+
+    engine: str
+    rules: str
+    nbytes: int
+    run: Callable[[], int]
+
+
+def interleaved(engines: Sequence[Engine], repeat: int) -> list[Row]:
+    """The fastest of ``repeat`` runs of each engine, the engines taking turns round by round,
+    so that a slow spell of a shared machine costs every engine alike and the ratios hold."""
+    best = [float("inf")] * len(engines)
+    matches = [0] * len(engines)
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        for i, e in enumerate(engines):
+            t0 = time.perf_counter()
+            matches[i] = e.run()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return [
+        Row(e.engine, e.rules, e.nbytes, seconds, n)
+        for e, seconds, n in zip(engines, best, matches, strict=True)
+    ]
 
 
 # -- rules ------------------------------------------------------------------------------------
@@ -141,11 +158,10 @@ def hyperscan_db(rules: Sequence[dict[str, Any]]) -> tuple[hyperscan.Database, l
 def bench_godel_regex(
     docs: Sequence[bytes],
     rules: Sequence[dict[str, Any]],
-    repeat: int,
     which: str = "secret",
     *,
     simd: bool = True,
-) -> Row:
+) -> Engine:
     """``RegexTrap`` over the docs; the engine name says which keyword filter it chose
     (``avx512-teddy`` only on CPUs with AVX-512 VBMI; ``simd=False`` forces the scalar ones)."""
     trap = native.RegexTrap(list(rules), simd=simd)
@@ -153,24 +169,22 @@ def bench_godel_regex(
     def run() -> int:
         return sum(len(trap.scan(d)) for d in docs)
 
-    seconds, matches = best_of(repeat, run)
     engine = f"godel RegexTrap ({trap.prefilter})"
-    return Row(engine, f"{len(trap)} {which}", sum(map(len, docs)), seconds, matches)
+    return Engine(engine, f"{len(trap)} {which}", sum(map(len, docs)), run)
 
 
-def bench_godel_trapset(docs: Sequence[bytes], packs: Sequence[str], repeat: int) -> Row:
+def bench_godel_trapset(docs: Sequence[bytes], packs: Sequence[str]) -> Engine:
     settings = settings_from_mapping({"traps": {"rule_packs": list(packs)}}, env={})
     traps = TrapSet.from_settings(settings.traps)
 
     def run() -> int:
         return sum(len(traps.scan(d)) for d in docs)
 
-    seconds, matches = best_of(repeat, run)
     rules = f"all {len(traps)} + entropy"
-    return Row("godel TrapSet.scan", rules, sum(map(len, docs)), seconds, matches)
+    return Engine("godel TrapSet.scan", rules, sum(map(len, docs)), run)
 
 
-def bench_hyperscan(docs: Sequence[bytes], db: hyperscan.Database, nrules: int, repeat: int) -> Row:
+def bench_hyperscan(docs: Sequence[bytes], db: hyperscan.Database, nrules: int) -> Engine:
     count = [0]
 
     def on_match(_id: int, _start: int, _end: int, _flags: int, _ctx: object) -> None:
@@ -182,10 +196,7 @@ def bench_hyperscan(docs: Sequence[bytes], db: hyperscan.Database, nrules: int, 
             db.scan(d, match_event_handler=on_match)
         return count[0]
 
-    seconds, matches = best_of(repeat, run)
-    return Row(
-        "hyperscan (Vectorscan) block", f"{nrules} secret", sum(map(len, docs)), seconds, matches
-    )
+    return Engine("hyperscan (Vectorscan) block", f"{nrules} secret", sum(map(len, docs)), run)
 
 
 def bench_detect_secrets(docs: Sequence[bytes], subset_bytes: int) -> Row:
@@ -270,16 +281,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     db, rejected, compile_s = hyperscan_db(rules)
     nhs = len(rules) - len(rejected)
-    rows = [
-        bench_godel_regex(docs, rules, args.repeat),
-        bench_hyperscan(docs, db, nhs, args.repeat),
-        bench_detect_secrets(docs, args.ds_kib * 1024),
-        bench_godel_regex(docs, all_rules(args.packs), args.repeat, "(all rules)"),
-        bench_godel_trapset(docs, args.packs, args.repeat),
-        # The same two traps with the scalar keyword filters (what CPUs without VBMI run).
-        bench_godel_regex(docs, rules, args.repeat, simd=False),
-        bench_godel_regex(docs, all_rules(args.packs), args.repeat, "(all rules)", simd=False),
-    ]
+    timed = interleaved(
+        [
+            bench_godel_regex(docs, rules),
+            bench_hyperscan(docs, db, nhs),
+            bench_godel_regex(docs, all_rules(args.packs), "(all rules)"),
+            bench_godel_trapset(docs, args.packs),
+            # The same two traps with the scalar keyword filters (what CPUs without VBMI run).
+            bench_godel_regex(docs, rules, simd=False),
+            bench_godel_regex(docs, all_rules(args.packs), "(all rules)", simd=False),
+        ],
+        args.repeat,
+    )
+    rows = [*timed[:2], bench_detect_secrets(docs, args.ds_kib * 1024), *timed[2:]]
     print()
     print("| engine | rules | MB scanned | seconds | MB/s | matches |")
     print("|---|---|---|---|---|---|")
