@@ -118,6 +118,33 @@ fn lowered_word(data: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(word)
 }
 
+/// What one scan has already reported, so that a body repeating a keyword's
+/// anchor (`aaaa...` against a keyword of `a`s, flagged at every byte)
+/// costs a comparison of four bytes per position, not a keyword comparison.
+#[derive(Debug, Default)]
+struct Seen {
+    /// One bit per keyword id; empty until the first report.
+    ids: Vec<u64>,
+    /// The last four input bytes (lowercased) whose every keyword was
+    /// already reported: the same four bytes again have nothing left to find.
+    spent_word: Option<u32>,
+}
+
+impl Seen {
+    fn has(&self, id: usize) -> bool {
+        self.ids
+            .get(id / 64)
+            .is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+
+    fn add(&mut self, id: usize, keyword_count: usize) {
+        if self.ids.is_empty() {
+            self.ids.resize(keyword_count.div_ceil(64), 0);
+        }
+        self.ids[id / 64] |= 1 << (id % 64);
+    }
+}
+
 /// The keyword set of one [`crate::RegexTrap`], ready for the SIMD scan.
 #[derive(Debug)]
 pub struct KeywordTeddy {
@@ -329,9 +356,8 @@ impl KeywordTeddy {
         self.keyword_count == 0
     }
 
-    /// Call `found(keyword_id)` for each occurrence of a keyword in `data`
-    /// (a keyword may be reported more than once). `found` returns `false`
-    /// to stop the scan early.
+    /// Call `found(keyword_id)` once for each keyword that occurs in
+    /// `data`. `found` returns `false` to stop the scan early.
     pub fn for_each_present(&self, data: &[u8], mut found: impl FnMut(usize) -> bool) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a `KeywordTeddy` exists only after `supported()` saw
@@ -349,18 +375,24 @@ impl KeywordTeddy {
     /// For each flagged position of one block (bit `p` of `positions`:
     /// position `base + p` of `data`): look the input's next bytes up in the
     /// anchor index and compare the keywords whose anchor they are with the
-    /// input. `false` when `found` asked to stop.
+    /// input. `false` when `found` asked to stop. A keyword is reported once
+    /// per scan (see [`Seen`]).
     fn confirm(
         &self,
         data: &[u8],
         base: usize,
         mut positions: u64,
+        seen: &mut Seen,
         found: &mut impl FnMut(usize) -> bool,
     ) -> bool {
         while positions != 0 {
             let at = base + positions.trailing_zeros() as usize;
             positions &= positions - 1;
             let word = lowered_word(data, at);
+            if seen.spent_word == Some(word) {
+                continue;
+            }
+            let mut spent = true;
             let mut lens = self.anchor_lens;
             while lens != 0 {
                 let len = lens.trailing_zeros();
@@ -375,18 +407,31 @@ impl KeywordTeddy {
                     if m.anchor != key || m.anchor_len != len {
                         continue;
                     }
-                    let Some(start) = at.checked_sub(m.anchor_at as usize) else {
+                    let id = m.keyword as usize;
+                    if seen.has(id) {
                         continue;
-                    };
-                    let Some(window) = data.get(start..start + m.len as usize) else {
+                    }
+                    let Some(window) = at
+                        .checked_sub(m.anchor_at as usize)
+                        .and_then(|start| data.get(start..start + m.len as usize))
+                    else {
+                        spent = false;
                         continue;
                     };
                     let keyword =
                         &self.keyword_bytes[m.offset as usize..(m.offset + m.len) as usize];
-                    if window.eq_ignore_ascii_case(keyword) && !found(m.keyword as usize) {
+                    if !window.eq_ignore_ascii_case(keyword) {
+                        spent = false;
+                        continue;
+                    }
+                    seen.add(id, self.keyword_count);
+                    if !found(id) {
                         return false;
                     }
                 }
+            }
+            if spent {
+                seen.spent_word = Some(word);
             }
         }
         true
@@ -400,12 +445,13 @@ impl KeywordTeddy {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     unsafe fn scan_avx512(&self, data: &[u8], found: &mut impl FnMut(usize) -> bool) {
+        let mut seen = Seen::default();
         let mut base = 0;
         // A block at `base` reads data[base + k .. base + k + 64] for k < 4.
         while base + BLOCK + ANCHOR - 1 <= data.len() {
             // SAFETY: the bound above keeps all four loads inside `data`.
             let positions = unsafe { self.block(data.as_ptr().add(base), u64::MAX) };
-            if positions != 0 && !self.confirm(data, base, positions, found) {
+            if positions != 0 && !self.confirm(data, base, positions, &mut seen, found) {
                 return;
             }
             base += BLOCK;
@@ -430,7 +476,7 @@ impl KeywordTeddy {
             // SAFETY: offset < 2 * BLOCK - ANCHOR + 2, so the four loads of
             // 64 bytes end inside `padded` (2 * BLOCK + ANCHOR bytes).
             let positions = unsafe { self.block(padded.as_ptr().add(offset), mask) };
-            if positions != 0 && !self.confirm(data, base + offset, positions, found) {
+            if positions != 0 && !self.confirm(data, base + offset, positions, &mut seen, found) {
                 return;
             }
             offset += BLOCK;
@@ -593,17 +639,30 @@ mod tests {
     }
 
     #[test]
-    fn stops_when_asked() {
+    fn reports_each_keyword_once_and_stops_when_asked() {
         if skip_without_vbmi() {
             return;
         }
-        let filter = KeywordTeddy::new(&["key"]).unwrap();
-        let data = b"key ".repeat(100);
+        let filter = KeywordTeddy::new(&["key", "abc", "aaaaaaaa"]).unwrap();
+        let data = b"key abc ".repeat(100);
+        let mut calls = Vec::new();
+        filter.for_each_present(&data, |id| {
+            calls.push(id);
+            true
+        });
+        calls.sort_unstable();
+        assert_eq!(calls, vec![0, 1]);
         let mut calls = 0;
         filter.for_each_present(&data, |_| {
             calls += 1;
-            calls < 3
+            false
         });
-        assert_eq!(calls, 3);
+        assert_eq!(calls, 1);
+        let mut calls = 0;
+        filter.for_each_present(&[b'a'; 1000], |_| {
+            calls += 1;
+            true
+        });
+        assert_eq!(calls, 1);
     }
 }
