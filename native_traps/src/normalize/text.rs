@@ -214,6 +214,10 @@ const MAX_LEET_WORD: usize = 32;
 /// Longest word of leet digits only (`411`, `10`, `15`) folded once the
 /// view is open; longer numbers stay.
 const MAX_DIGIT_WORD: usize = 4;
+/// Longest word without a lower-case letter that opens the view: longer
+/// ones are identifiers and keys (`AKIAIOSFODNN7EXAMPLE`, licence and order
+/// numbers), not shouted leetspeak (`1GN0RE`, `PR3V10US`).
+const MAX_UPPER_LEET_WORD: usize = 12;
 
 /// The word character starting at `src[i]`: `[A-Za-z0-9@$]` or a non-ASCII
 /// letter (`é` in `révè1e`). Its width and whether it is a letter.
@@ -246,7 +250,9 @@ fn word_char_before(src: &[u8], i: usize) -> Option<usize> {
 /// The view exists only when the text holds a leet word: a word (a run of
 /// `[A-Za-z0-9@$]` and non-ASCII letters, at most [`MAX_LEET_WORD`] bytes)
 /// with two letters and a digit between letters (`1gn0re`, `pr3vious`),
-/// cased like a word (no `eDGKU0ij`) and not only hex digits (`4f0e`);
+/// cased like a word (no `eDGKU0ij`; no upper-case run longer than
+/// [`MAX_UPPER_LEET_WORD`], such as an AWS key id) and not only hex digits
+/// (`4f0e`);
 /// `@` in an address or a model name such as `gpt-4o` does not open it. Once
 /// open, every word with a letter and a leet byte is folded (`7h3`, `0f`,
 /// `4ll`), and so are short words of leet digits only (`411`, `10`); a word
@@ -290,7 +296,13 @@ pub(crate) fn leet_fold(src: &[u8]) -> Option<Vec<u8>> {
         }
         if !other_digit && (letters > 0 || end - start <= MAX_DIGIT_WORD) {
             words.push((start, end));
-            open |= mixed && letters >= 2 && non_hex && !camel && end - start <= MAX_LEET_WORD;
+            let shouted_token = !lower && end - start > MAX_UPPER_LEET_WORD;
+            open |= mixed
+                && letters >= 2
+                && non_hex
+                && !camel
+                && !shouted_token
+                && end - start <= MAX_LEET_WORD;
         }
         i = end.max(at + 1);
     }
@@ -418,9 +430,12 @@ mod tests {
             "a long token Xa1b3c5d7e9f1a3b5c7d9e1f3a5b7c9d1e3f5 is no word",
             "id c590915a073f, sha a7f3, token eDGKU0ij, call base64Encode",
             "Zürich 1990—2001, café №5",
+            "key AKIAIOSFODNN7EXAMPLE, order ABC1DEF2GHI3J, serial K7QXMP4TRZ0W9",
         ] {
             assert_eq!(fold(clean), None, "{clean}");
         }
+        // Shouted leetspeak of word length still opens it.
+        assert_eq!(fold("1GN0RE 4LL").as_deref(), Some("iGNoRE aLL"));
     }
 
     #[test]
