@@ -82,20 +82,30 @@ class Engine:
     run: Callable[[], int]
 
 
-def interleaved(engines: Sequence[Engine], repeat: int) -> list[Row]:
+def interleaved(engines: Sequence[Engine], repeat: int) -> tuple[list[Row], list[list[float]]]:
     """The fastest of ``repeat`` runs of each engine, the engines taking turns round by round,
-    so that a slow spell of a shared machine costs every engine alike and the ratios hold."""
-    best = [float("inf")] * len(engines)
+    so that a slow spell of a shared machine costs every engine alike; and every round's
+    seconds per engine (``rounds[r][i]``), for ratios taken within one round."""
+    rounds: list[list[float]] = []
     matches = [0] * len(engines)
     for _ in range(repeat):
+        times = []
         for i, e in enumerate(engines):
             t0 = time.perf_counter()
             matches[i] = e.run()
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return [
-        Row(e.engine, e.rules, e.nbytes, seconds, n)
-        for e, seconds, n in zip(engines, best, matches, strict=True)
+            times.append(time.perf_counter() - t0)
+        rounds.append(times)
+    rows = [
+        Row(e.engine, e.rules, e.nbytes, min(r[i] for r in rounds), matches[i])
+        for i, e in enumerate(engines)
     ]
+    return rows, rounds
+
+
+def round_ratios(rounds: Sequence[Sequence[float]], a: int, b: int) -> str:
+    """Throughput of engine ``a`` over engine ``b``, per round: median and range."""
+    ratios = sorted(r[b] / r[a] for r in rounds)
+    return f"median {statistics.median(ratios):.2f} (rounds {ratios[0]:.2f}-{ratios[-1]:.2f})"
 
 
 # -- rules ------------------------------------------------------------------------------------
@@ -281,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     db, rejected, compile_s = hyperscan_db(rules)
     nhs = len(rules) - len(rejected)
-    timed = interleaved(
+    timed, rounds = interleaved(
         [
             bench_godel_regex(docs, rules),
             bench_hyperscan(docs, db, nhs),
@@ -309,7 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rejected:
         print("hyperscan could not compile: " + "; ".join(rejected))
     print(f"ratio Godel/hyperscan (MB/s): {godel.mb_per_s / hs.mb_per_s:.2f}")
+    print(f"ratio Godel/hyperscan within each round: {round_ratios(rounds, 0, 1)}")
     print(f"ratio Godel with the scalar filter/hyperscan: {scalar.mb_per_s / hs.mb_per_s:.2f}")
+    scalar_rounds = round_ratios(rounds, 4, 1)
+    print(f"ratio Godel with the scalar filter/hyperscan within each round: {scalar_rounds}")
     print(f"ratio Godel/detect-secrets (MB/s): {godel.mb_per_s / ds.mb_per_s:,.1f}")
     print(
         "note: match counts are not comparable: Hyperscan reports every end offset of every "
@@ -323,11 +336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     dirty = chat_body(sample[:300] + " my key is AKIAIOSFODNN7EXAMPLE " + sample[300:])
     runs = args.pipeline_runs
     times = [pipeline_us(args.packs, clean, runs) for _ in range(3)]
-    rounds = ", ".join(f"{t:.1f}" for t in times)
+    each = ", ".join(f"{t:.1f}" for t in times)
     print()
     print(
         f"pipeline inspect(), {len(clean)} B chat body, clean: mean "
-        f"{statistics.mean(times):.1f} µs per body ({runs} runs x 3; rounds {rounds})"
+        f"{statistics.mean(times):.1f} µs per body ({runs} runs x 3; rounds {each})"
     )
     print(
         f"pipeline inspect(), {len(dirty)} B chat body with one AWS key (redact path): mean "
