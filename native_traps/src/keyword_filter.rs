@@ -1,21 +1,24 @@
 //! Which rule keywords occur in an input: a bucketed shift-or prefilter.
 //!
 //! The filter is a small relative of Hyperscan's FDR literal matcher, in
-//! safe scalar Rust. The input is read as a sequence of byte pairs at even
-//! offsets (two bytes per step). Each pair is hashed to 12 bits by [`fold`],
-//! which ignores ASCII case (so the filter is case-insensitive) and merges a
-//! few other bytes (which only costs false alarms). Keywords are spread over
-//! eight buckets by length. A table of 4096 `u64` words (32 KiB, resident in
-//! L1) says, for every hashed pair, every bucket and every distance (0-7
-//! pairs) from the end of a keyword's *anchor* (its first [`ANCHOR`] bytes),
-//! whether some anchor of that bucket can have that pair there. An anchor
-//! may start at an even or an odd offset, so both alignments are entered; a
-//! pair half outside the anchor accepts any byte in that half. The scan keeps
-//! one `u64` state and shifts in one table word per pair
-//! (`state = state << 8 | word`); a clear bit in the top byte means every
-//! pair of some anchor of that bucket lined up. Only then are the keywords
-//! whose anchor ends in the current pair compared with the input, exactly
-//! and ASCII case-insensitively.
+//! safe scalar Rust (the fallback where the AVX-512 filter of
+//! [`crate::keyword_teddy`] cannot run). The input is read as a sequence of
+//! byte pairs at even offsets (two bytes per step). Each pair is hashed to
+//! 12 bits by [`fold`], which ignores ASCII case (so the filter is
+//! case-insensitive) and merges a few other bytes (which only costs false
+//! alarms). Keyword alignments are spread over 16 buckets. A table of 4096
+//! `u64` words (32 KiB, resident in L1) says, for every hashed pair, every
+//! bucket and every distance (0-3 pairs) from the end of a keyword's
+//! *anchor* (at most its first [`ANCHOR`] bytes), whether some anchor of
+//! that bucket can have that pair there. A keyword may start at an even or
+//! an odd offset, so both alignments are entered; an anchor is made of whole
+//! pairs of the keyword when two or more fit (at an odd start it skips the
+//! keyword's first byte), else a pair half outside the keyword accepts any
+//! byte in that half. The scan keeps one `u64` state and shifts in one table
+//! word per pair (`state = state << 16 | word`); a clear bit in the top 16
+//! bits means every pair of some anchor of that bucket lined up. Only then
+//! are the keywords whose anchor ends in the current pair compared with the
+//! input, exactly and ASCII case-insensitively.
 //!
 //! The answer is exact: a keyword is reported if and only if it occurs in
 //! the input, compared as an Aho-Corasick automaton built with
@@ -24,8 +27,9 @@
 //! padded with one byte, which any anchor accepts there); the final
 //! comparison removes every false alarm.
 
-/// Anchor length in bytes: 8 bytes at an even start, 7 at an odd one, span
-/// four pairs, one per lane, with no pair half outside the anchor at its end.
+/// Longest anchor in bytes: four pairs, one per lane (whole pairs of the
+/// keyword; with wildcard halves, 8 bytes at an even start and 7 at an odd
+/// one).
 const ANCHOR: usize = 8;
 /// Lanes (distances from an anchor's last pair) per state word.
 const LANES: usize = 4;

@@ -7,18 +7,19 @@
 //! that are least common in ordinary text (the whole keyword when it is
 //! shorter; the missing bytes accept anything). Anchors are spread over 64
 //! buckets (128 for large keyword sets, when the estimate says the extra
-//! lookups cost less than the flagged positions they save). Input bytes are folded to six bits, as in the scalar filter
-//! (bits 0-4 and bit 6: the two ASCII cases of a letter meet, so the filter
-//! is case-insensitive; other collisions only cost false alarms). For each
-//! anchor position `k` (0-3) and each group of eight buckets there is a
-//! 64-entry byte table: bit `b` of entry `x` is set when an anchor of bucket
-//! `8 * group + b` can have a byte folding to `x` at position `k`. One
-//! `vpermb` looks up 64 input bytes at once, so 64 start positions are
-//! tested per step with 32 lookups and 24 ANDs (64 buckets): a position is flagged when,
-//! in some bucket, all four bytes from it are accepted. Only then are the
-//! input's next bytes looked up in an index of the anchors, and the keywords
-//! whose anchor they are compared with the input, exactly and ASCII
-//! case-insensitively. (`vpermb` takes a 64-entry table; the two-table
+//! lookups cost less than the flagged positions they save). Input bytes are
+//! folded to six bits, as in the scalar filter (bits 0-4 and bit 6: the two
+//! ASCII cases of a letter meet, so the filter is case-insensitive; other
+//! collisions only cost false alarms). For each anchor position `k` (0-3)
+//! and each group of eight buckets there is a 64-entry byte table: bit `b`
+//! of entry `x` is set when an anchor of bucket `8 * group + b` can have a
+//! byte folding to `x` at position `k`. One `vpermb` looks up 64 input
+//! bytes at once, so 64 start positions are tested per step with 32 lookups
+//! and 24 ANDs (64 buckets): a position is flagged when, in some bucket, all
+//! four bytes from it are accepted. Only then are the input's next bytes
+//! looked up in an index of the anchors, and the keywords whose anchor they
+//! are compared with the input, exactly and ASCII case-insensitively; each
+//! keyword is reported once per scan. (`vpermb` takes a 64-entry table; the two-table
 //! `vpermt2b` with 128 entries, which would spare the fold, measured 1.8x
 //! slower here.)
 //!
@@ -36,6 +37,10 @@
 //! intrinsics run only after the CPU was seen to support them (see ADR 0012).
 #![allow(unsafe_code)]
 
+/// Anchor length in bytes.
+const ANCHOR: usize = 4;
+/// Start positions tested per step.
+const BLOCK: usize = 64;
 /// Bucket counts tried (groups of 8, one bit each in a table byte; one
 /// table and one lookup per position per group). More buckets flag fewer
 /// positions but cost more lookups per block; see [`scan_cost`].
@@ -53,10 +58,6 @@ fn scan_cost(buckets: usize, flag_rate: f64) -> f64 {
 /// Lookup tables: `tables[k * groups + g][x]` has bit `b` set when bucket
 /// `8 * g + b` accepts a byte folding to `x` at anchor position `k`.
 type Tables = Vec<[u8; 64]>;
-/// Anchor length in bytes.
-const ANCHOR: usize = 4;
-/// Start positions tested per step.
-const BLOCK: usize = 64;
 
 /// How often a byte shows up in benign text, 2 (rare) to 9 (everywhere);
 /// only used to pick anchors and buckets.
