@@ -42,7 +42,7 @@ const ALARM_BELOW: u64 = 0xFFFF << 48;
 /// (`A` 0x41 and `a` 0x61 meet); dropping bit 7 merges non-ASCII bytes with
 /// ASCII ones. Any collision is a false alarm that the exact comparison
 /// removes, never a miss.
-const fn fold(b: u8) -> u8 {
+pub(crate) const fn fold(b: u8) -> u8 {
     (b & 0x1F) | ((b & 0x40) >> 1)
 }
 
@@ -187,8 +187,9 @@ impl Alignment {
 }
 
 /// Rough share of each folded byte value in ordinary text, from
-/// [`commonness`]; only used to choose buckets.
-fn folded_weights() -> [f64; 64] {
+/// [`commonness`]; only used to choose buckets (here and in
+/// [`crate::keyword_teddy`]).
+pub(crate) fn folded_weights() -> [f64; 64] {
     let mut weights = [0.0; 64];
     for b in 0..=u8::MAX {
         weights[usize::from(fold(b))] += f64::from(1u32 << commonness(b));
@@ -198,7 +199,7 @@ fn folded_weights() -> [f64; 64] {
 }
 
 /// How often a byte shows up in benign text, 0 (rare) to 9 (everywhere).
-fn commonness(b: u8) -> u32 {
+pub(crate) fn commonness(b: u8) -> u32 {
     match b.to_ascii_lowercase() {
         b' ' | b'e' | b't' | b'a' | b'o' | b'i' | b'n' => 9,
         b's' | b'r' | b'h' | b'l' | b'd' | b'c' | b'u' => 8,

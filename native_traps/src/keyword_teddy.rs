@@ -37,6 +37,8 @@
 //! intrinsics run only after the CPU was seen to support them (see ADR 0012).
 #![allow(unsafe_code)]
 
+use crate::keyword_filter::{commonness, fold, folded_weights};
+
 /// Anchor length in bytes.
 const ANCHOR: usize = 4;
 /// Start positions tested per step.
@@ -58,25 +60,6 @@ fn scan_cost(buckets: usize, flag_rate: f64) -> f64 {
 /// Lookup tables: `tables[k * groups + g][x]` has bit `b` set when bucket
 /// `8 * g + b` accepts a byte folding to `x` at anchor position `k`.
 type Tables = Vec<[u8; 64]>;
-
-/// How often a byte shows up in benign text, 2 (rare) to 9 (everywhere);
-/// only used to pick anchors and buckets.
-fn commonness(b: u8) -> u32 {
-    match b.to_ascii_lowercase() {
-        b' ' | b'e' | b't' | b'a' | b'o' | b'i' | b'n' => 9,
-        b's' | b'r' | b'h' | b'l' | b'd' | b'c' | b'u' => 8,
-        b'm' | b'f' | b'p' | b'g' | b'w' | b'y' | b'b' | b'\n' => 7,
-        b'v' | b'k' | b'.' | b',' | b'"' | b'\'' => 6,
-        b'0'..=b'9' | b'x' | b'j' | b'q' | b'z' | b'_' | b'-' | b'(' | b')' | b':' | b'/' => 5,
-        b'=' | b'{' | b'}' | b'[' | b']' | b'\t' | b';' | b'*' => 4,
-        _ => 2,
-    }
-}
-
-/// Six bits of a byte: bits 0-4 and bit 6 (see the module docs).
-fn fold(b: u8) -> usize {
-    usize::from((b & 0x1F) | ((b >> 1) & 0x20))
-}
 
 /// One keyword as the final comparison sees it.
 #[derive(Debug, Clone, Copy)]
@@ -204,17 +187,10 @@ fn choose_anchor(keyword: &[u8]) -> (usize, &[u8]) {
 /// first, each into the bucket whose estimated flag rate (product over the
 /// positions of the accepted bytes' weight) grows least.
 fn assign_buckets(anchors: &[(usize, &[u8])], buckets: usize) -> (Tables, f64) {
-    let weight = {
-        let mut w = [0.0f64; 64];
-        for b in 0..=u8::MAX {
-            w[fold(b)] += f64::from(1u32 << commonness(b));
-        }
-        let total: f64 = w.iter().sum();
-        w.map(|x| x / total)
-    };
+    let weight = folded_weights();
     let own_rate = |anchor: &[u8]| -> f64 {
         (0..ANCHOR)
-            .map(|k| anchor.get(k).map_or(1.0, |&b| weight[fold(b)]))
+            .map(|k| anchor.get(k).map_or(1.0, |&b| weight[usize::from(fold(b))]))
             .product()
     };
     let mut order: Vec<usize> = (0..anchors.len()).collect();
@@ -228,7 +204,7 @@ fn assign_buckets(anchors: &[(usize, &[u8])], buckets: usize) -> (Tables, f64) {
                 .map(|k| match anchor.get(k) {
                     None => 1.0,
                     Some(&b) => {
-                        let x = fold(b);
+                        let x = usize::from(fold(b));
                         rate[bucket][k]
                             + if accepted[bucket][k][x] {
                                 0.0
@@ -250,7 +226,7 @@ fn assign_buckets(anchors: &[(usize, &[u8])], buckets: usize) -> (Tables, f64) {
                     rate[bucket][k] = 1.0;
                 }
                 Some(&b) => {
-                    let x = fold(b);
+                    let x = usize::from(fold(b));
                     if !accepted[bucket][k][x] {
                         accepted[bucket][k][x] = true;
                         rate[bucket][k] += weight[x];

@@ -1,14 +1,16 @@
 //! Keyword-prefiltered regex scanning over raw bytes.
 //!
 //! Stage 1 picks candidate rules. The keywords of every rule (ASCII
-//! case-insensitive) are looked for in one pass: by the bucketed shift-or
+//! case-insensitive) are looked for in one pass: by the AVX-512
+//! [`KeywordTeddy`] where the CPU has it, else by the bucketed shift-or
 //! [`KeywordFilter`] when its estimated false-alarm rate is low (the secret
 //! pack: about 2x faster than an automaton), else by one Aho-Corasick DFA
 //! (large sets of common words, such as the injection pack, where the
-//! filter's exact comparisons would dominate). Both report exactly the
+//! filter's exact comparisons would dominate). All report exactly the
 //! keywords present; their owners, plus every rule without keywords, become
-//! candidates. Stage 2: each candidate's
-//! `regex::bytes::Regex` runs over the whole input. Stage 3 filters each
+//! candidates; rules sharing a `batch` are then checked together in one
+//! `RegexSet` pass on digit-dense inputs. Stage 2: each remaining
+//! candidate's `regex::bytes::Regex` runs over the whole input. Stage 3 filters each
 //! match's reported span: the rule's validator, its `min_entropy` floor and
 //! its stopwords. Every stage is linear in the input length (the `regex`
 //! crate never backtracks), so a hostile body cannot stall a scan.
@@ -236,7 +238,7 @@ impl RegexTrap {
     pub fn scan(&self, data: &[u8]) -> Vec<Finding> {
         let mut findings = Vec::new();
         let mut candidates = self.candidate_rules(data);
-        if !self.batches.is_empty() && digit_dense(data) {
+        if !self.batches.is_empty() {
             self.drop_batch_misses(data, &mut candidates);
         }
         for index in candidates {
@@ -249,16 +251,19 @@ impl RegexTrap {
 }
 
 impl RegexTrap {
-    /// For every batch with two or more rules among `candidates`: one pass
-    /// of the batch's `RegexSet` over `data`, then drop the candidates of
-    /// that batch whose pattern does not match anywhere (their own regex
-    /// would find nothing).
+    /// For every batch with two or more rules among `candidates`, when `data`
+    /// is [`digit_dense`]: one pass of the batch's `RegexSet` over `data`,
+    /// then drop the candidates of that batch whose pattern does not match
+    /// anywhere (their own regex would find nothing).
     fn drop_batch_misses(&self, data: &[u8], candidates: &mut Vec<usize>) {
         let mut per_batch = vec![0usize; self.batches.len()];
         for &index in candidates.iter() {
             if let Some(batch) = self.batch_of[index] {
                 per_batch[batch] += 1;
             }
+        }
+        if per_batch.iter().all(|&count| count < 2) || !digit_dense(data) {
+            return;
         }
         let mut matched: Vec<Option<regex::bytes::SetMatches>> = Vec::new();
         matched.resize_with(self.batches.len(), || None);
