@@ -4,8 +4,11 @@
 //! [`crate::RegexTrap`] keeps its scalar filters.
 //!
 //! Each keyword gets an *anchor*: the four consecutive bytes of the keyword
-//! that are least common in ordinary text (the whole keyword when it is
-//! shorter; the missing bytes accept anything). Anchors are spread over 64
+//! least likely in ordinary text (the whole keyword when it is shorter; the
+//! missing bytes accept anything). Likelihood comes from a letter-bigram
+//! model of English ([`crate::text_model`]) and a short list of the words
+//! that fill chat traffic, and keywords that would share an anchor are
+//! pushed apart, since every sharer is compared when the anchor occurs. Anchors are spread over 64
 //! buckets (128 for large keyword sets, when the estimate says the extra
 //! lookups cost less than the flagged positions they save). Input bytes are
 //! folded to six bits, as in the scalar filter (bits 0-4 and bit 6: the two
@@ -38,6 +41,7 @@
 #![allow(unsafe_code)]
 
 use crate::keyword_filter::{commonness, fold, folded_weights};
+use crate::text_model;
 
 /// Anchor length in bytes.
 const ANCHOR: usize = 4;
@@ -74,17 +78,18 @@ struct Member {
     anchor_at: u32,
     /// The anchor's bytes (ASCII-lowercased), little-endian, zero-padded.
     anchor: u32,
-    /// Anchor length in bytes (1-4).
-    anchor_len: u32,
+    /// The bits of a little-endian input word that the anchor covers.
+    anchor_mask: u32,
 }
 
 /// Slots of the anchor index (a power of two).
 const INDEX_BITS: u32 = 12;
 
-/// The anchor index slot of `key` (anchor bytes, little-endian) of `len`
-/// bytes.
-fn slot(key: u32, len: u32) -> usize {
-    (key.wrapping_add(len).wrapping_mul(0x9E37_79B1) >> (32 - INDEX_BITS)) as usize
+/// The anchor index slot of an anchor (or an input word) of two bytes or
+/// more: a hash of its first two bytes only, so that one lookup per flagged
+/// position finds the anchors of every length that start there.
+fn slot(word: u32) -> usize {
+    ((word & 0xFFFF).wrapping_mul(0x9E37_79B1) >> (32 - INDEX_BITS)) as usize
 }
 
 /// Bytes `at..at + 4` of `data` as a little-endian word, ASCII-lowercased,
@@ -136,12 +141,14 @@ pub struct KeywordTeddy {
     tables: Tables,
     /// Bucket groups (bucket count / 8).
     groups: usize,
-    /// Keywords by anchor: the members whose anchor hashes to slot `i` are
-    /// `members[index[i]..index[i + 1]]`.
+    /// Keywords by anchor (two bytes or more): the members whose anchor
+    /// hashes to slot `i` (see [`slot`]) are `members[index[i]..index[i + 1]]`.
     index: Vec<u32>,
     members: Vec<Member>,
-    /// Bit `n` set when some anchor is `n` bytes long.
-    anchor_lens: u32,
+    /// Keywords of one byte (their anchor is the keyword), and a bit per
+    /// byte value that starts one.
+    singles: Vec<Member>,
+    single_first: [u64; 4],
     /// See [`KeywordTeddy::flag_rate`].
     flag_rate: f64,
     /// Every keyword, ASCII-lowercased, one after another.
@@ -163,23 +170,117 @@ pub fn supported() -> bool {
     }
 }
 
-/// The anchor of a keyword (ASCII-lowercased): its four consecutive bytes
-/// least common in text, or the whole keyword when shorter, with its offset.
-fn choose_anchor(keyword: &[u8]) -> (usize, &[u8]) {
-    assert!(!keyword.is_empty(), "keywords must not be empty");
-    if keyword.len() <= ANCHOR {
-        return (0, keyword);
+/// Estimated rarity of a window, in quarter bits: the bigram model of
+/// [`crate::text_model`] (it knows that word starts such as `cont` or
+/// `syst` are common although each letter is ordinary) plus the per-byte
+/// [`commonness`] of the scalar filter (which knows that `\\` or `|` are
+/// rare, where the model has one symbol for all punctuation).
+fn window_cost(window: &[u8]) -> u32 {
+    let bytes: u32 = window.iter().map(|&b| 4 * (9 - commonness(b))).sum();
+    // Inside a common word, or common words' ends and starts around a space
+    // (`u we` in `you were`).
+    let common = window
+        .split(|&b| b == b' ')
+        .filter(|part| !part.is_empty())
+        .all(|part| {
+            COMMON_WORDS
+                .iter()
+                .any(|w| w.windows(part.len()).any(|x| x == part))
+        });
+    (text_model::cost(window) + bytes).saturating_sub(if common { COMMON_PENALTY } else { 0 })
+}
+
+/// Words that fill most of the text the filter sees: the keys and roles of
+/// JSON chat bodies, and the most frequent words of English prose. A window
+/// inside one of them occurs far more often than its letters suggest.
+const COMMON_WORDS: [&[u8]; 40] = [
+    b"system",
+    b"content",
+    b"messages",
+    b"role",
+    b"user",
+    b"assistant",
+    b"model",
+    b"tool",
+    b"function",
+    b"response",
+    b"request",
+    b"you",
+    b"your",
+    b"were",
+    b"with",
+    b"that",
+    b"this",
+    b"have",
+    b"from",
+    b"they",
+    b"what",
+    b"will",
+    b"would",
+    b"there",
+    b"their",
+    b"about",
+    b"which",
+    b"when",
+    b"could",
+    b"other",
+    b"should",
+    b"please",
+    b"thanks",
+    b"help",
+    b"write",
+    b"the",
+    b"and",
+    b"for",
+    b"are",
+    b"not",
+];
+
+/// Quarter bits taken off a window inside a [`COMMON_WORDS`] entry: enough
+/// that any other window of the keyword wins.
+const COMMON_PENALTY: u32 = 64;
+
+/// Each keyword's anchor (keywords ASCII-lowercased): the four consecutive
+/// bytes least likely in text by [`window_cost`], or the whole keyword when
+/// shorter, with its offset. Every keyword whose anchor occurs is compared,
+/// so an anchor that several keywords share (`you ` in `you were told`,
+/// `you were sent`, ...) costs one comparison per sharer: a second round
+/// moves each keyword to the window that is best once that is charged
+/// (one bit per doubling of the sharers). Ties go to the last window.
+fn choose_anchors(keywords: &[Vec<u8>]) -> Vec<(usize, &[u8])> {
+    fn window(k: &[u8], j: usize) -> &[u8] {
+        &k[j..k.len().min(j + ANCHOR)]
     }
-    let cost = |j: usize| -> f64 {
-        keyword[j..j + ANCHOR]
-            .iter()
-            .map(|&b| f64::from(1u32 << commonness(b)))
-            .product()
-    };
-    let j = (0..=keyword.len() - ANCHOR)
-        .min_by(|&x, &y| cost(x).total_cmp(&cost(y)))
-        .unwrap_or(0);
-    (j, &keyword[j..j + ANCHOR])
+    let windows = |k: &[u8]| 0..=k.len().saturating_sub(ANCHOR);
+    let mut chosen: Vec<usize> = keywords
+        .iter()
+        .map(|k| {
+            windows(k)
+                .max_by_key(|&j| window_cost(window(k, j)))
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut users: std::collections::HashMap<&[u8], u32> = std::collections::HashMap::new();
+    for (k, &j) in keywords.iter().zip(&chosen) {
+        *users.entry(window(k, j)).or_default() += 1;
+    }
+    for (k, j_now) in keywords.iter().zip(chosen.iter_mut()) {
+        let current = window(k, *j_now);
+        *users.get_mut(current).expect("counted above") -= 1;
+        let charged = |j: usize| {
+            let w = window(k, j);
+            let others = users.get(w).copied().unwrap_or(0);
+            // One bit (4 quarter bits) per doubling of the keywords compared.
+            i64::from(window_cost(w)) - 4 * i64::from((others + 1).ilog2())
+        };
+        *j_now = windows(k).max_by_key(|&j| charged(j)).unwrap_or(0);
+        *users.entry(window(k, *j_now)).or_default() += 1;
+    }
+    keywords
+        .iter()
+        .zip(chosen)
+        .map(|(k, j)| (j, window(k, j)))
+        .collect()
 }
 
 /// The lookup tables for `anchors`, and the estimated share of flagged
@@ -270,7 +371,11 @@ impl KeywordTeddy {
             .iter()
             .map(|k| k.as_ref().to_ascii_lowercase())
             .collect();
-        let anchors: Vec<(usize, &[u8])> = folded.iter().map(|k| choose_anchor(k)).collect();
+        assert!(
+            folded.iter().all(|k| !k.is_empty()),
+            "keywords must not be empty"
+        );
+        let anchors = choose_anchors(&folded);
         let (tables, flag_rate, groups) = BUCKET_CHOICES
             .iter()
             .map(|&buckets| {
@@ -281,7 +386,8 @@ impl KeywordTeddy {
             .expect("bucket choices");
         let mut keyword_bytes = Vec::new();
         let mut by_slot: Vec<Vec<Member>> = vec![Vec::new(); 1 << INDEX_BITS];
-        let mut anchor_lens = 0u32;
+        let mut singles = Vec::new();
+        let mut single_first = [0u64; 4];
         for (id, k) in folded.iter().enumerate() {
             let (at, bytes) = anchors[id];
             let mut word = [0u8; 4];
@@ -292,11 +398,15 @@ impl KeywordTeddy {
                 len: u32::try_from(k.len()).expect("keywords under 4 GiB"),
                 anchor_at: u32::try_from(at).expect("keywords under 4 GiB"),
                 anchor: u32::from_le_bytes(word),
-                anchor_len: u32::try_from(bytes.len()).expect("at most 4"),
+                anchor_mask: u32::MAX >> (8 * (ANCHOR - bytes.len())),
             };
             keyword_bytes.extend_from_slice(k);
-            anchor_lens |= 1 << member.anchor_len;
-            by_slot[slot(member.anchor, member.anchor_len)].push(member);
+            if bytes.len() == 1 {
+                single_first[usize::from(bytes[0] / 64)] |= 1 << (bytes[0] % 64);
+                singles.push(member);
+            } else {
+                by_slot[slot(member.anchor)].push(member);
+            }
         }
         let mut index = Vec::with_capacity((1 << INDEX_BITS) + 1);
         let mut members = Vec::with_capacity(folded.len());
@@ -310,7 +420,8 @@ impl KeywordTeddy {
             groups,
             index,
             members,
-            anchor_lens,
+            singles,
+            single_first,
             flag_rate,
             keyword_bytes,
             keyword_count: folded.len(),
@@ -370,41 +481,38 @@ impl KeywordTeddy {
                 continue;
             }
             let mut spent = true;
-            let mut lens = self.anchor_lens;
-            while lens != 0 {
-                let len = lens.trailing_zeros();
-                lens &= lens - 1;
-                let key = if len >= 4 {
-                    word
+            let first = word.to_le_bytes()[0];
+            let singles: &[Member] =
+                if self.single_first[usize::from(first / 64)] & (1 << (first % 64)) == 0 {
+                    &[]
                 } else {
-                    word & ((1u32 << (8 * len)) - 1)
+                    &self.singles
                 };
-                let i = slot(key, len);
-                for m in &self.members[self.index[i] as usize..self.index[i + 1] as usize] {
-                    if m.anchor != key || m.anchor_len != len {
-                        continue;
-                    }
-                    let id = m.keyword as usize;
-                    if seen.has(id) {
-                        continue;
-                    }
-                    let Some(window) = at
-                        .checked_sub(m.anchor_at as usize)
-                        .and_then(|start| data.get(start..start + m.len as usize))
-                    else {
-                        spent = false;
-                        continue;
-                    };
-                    let keyword =
-                        &self.keyword_bytes[m.offset as usize..(m.offset + m.len) as usize];
-                    if !window.eq_ignore_ascii_case(keyword) {
-                        spent = false;
-                        continue;
-                    }
-                    seen.add(id, self.keyword_count);
-                    if !found(id) {
-                        return false;
-                    }
+            let i = slot(word);
+            let longer = &self.members[self.index[i] as usize..self.index[i + 1] as usize];
+            for m in singles.iter().chain(longer) {
+                if word & m.anchor_mask != m.anchor {
+                    continue;
+                }
+                let id = m.keyword as usize;
+                if seen.has(id) {
+                    continue;
+                }
+                let Some(window) = at
+                    .checked_sub(m.anchor_at as usize)
+                    .and_then(|start| data.get(start..start + m.len as usize))
+                else {
+                    spent = false;
+                    continue;
+                };
+                let keyword = &self.keyword_bytes[m.offset as usize..(m.offset + m.len) as usize];
+                if !window.eq_ignore_ascii_case(keyword) {
+                    spent = false;
+                    continue;
+                }
+                seen.add(id, self.keyword_count);
+                if !found(id) {
+                    return false;
                 }
             }
             if spent {
@@ -422,12 +530,34 @@ impl KeywordTeddy {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     unsafe fn scan_avx512(&self, data: &[u8], found: &mut impl FnMut(usize) -> bool) {
+        // The group count as a constant, so that the compiler unrolls the
+        // lookups of a block and drops their bounds checks.
+        match self.groups {
+            // SAFETY: as for this function.
+            8 => unsafe { self.scan_groups::<8>(data, found) },
+            // SAFETY: as for this function.
+            16 => unsafe { self.scan_groups::<16>(data, found) },
+            groups => unreachable!("bucket choices are 64 and 128, not {}", 8 * groups),
+        }
+    }
+
+    /// [`Self::scan_avx512`] for `G` bucket groups.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW and VBMI.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    unsafe fn scan_groups<const G: usize>(
+        &self,
+        data: &[u8],
+        found: &mut impl FnMut(usize) -> bool,
+    ) {
         let mut seen = Seen::default();
         let mut base = 0;
         // A block at `base` reads data[base + k .. base + k + 64] for k < 4.
         while base + BLOCK + ANCHOR - 1 <= data.len() {
             // SAFETY: the bound above keeps all four loads inside `data`.
-            let positions = unsafe { self.block(data.as_ptr().add(base), u64::MAX) };
+            let positions = unsafe { self.block::<G>(data.as_ptr().add(base), u64::MAX) };
             if positions != 0 && !self.confirm(data, base, positions, &mut seen, found) {
                 return;
             }
@@ -452,7 +582,7 @@ impl KeywordTeddy {
             };
             // SAFETY: offset < 2 * BLOCK - ANCHOR + 2, so the four loads of
             // 64 bytes end inside `padded` (2 * BLOCK + ANCHOR bytes).
-            let positions = unsafe { self.block(padded.as_ptr().add(offset), mask) };
+            let positions = unsafe { self.block::<G>(padded.as_ptr().add(offset), mask) };
             if positions != 0 && !self.confirm(data, base + offset, positions, &mut seen, found) {
                 return;
             }
@@ -468,11 +598,12 @@ impl KeywordTeddy {
     /// support AVX-512 F, BW and VBMI.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-    unsafe fn block(&self, ptr: *const u8, mask: u64) -> u64 {
+    #[inline]
+    unsafe fn block<const G: usize>(&self, ptr: *const u8, mask: u64) -> u64 {
         use std::arch::x86_64::{
-            __m512i, _mm512_and_si512, _mm512_loadu_si512, _mm512_or_si512,
-            _mm512_permutexvar_epi8, _mm512_set1_epi8, _mm512_setzero_si512, _mm512_srli_epi16,
-            _mm512_ternarylogic_epi64, _mm512_test_epi8_mask,
+            __m512i, _mm512_loadu_si512, _mm512_permutexvar_epi8, _mm512_set1_epi8,
+            _mm512_setzero_si512, _mm512_srli_epi16, _mm512_ternarylogic_epi64,
+            _mm512_test_epi8_mask,
         };
         // fold(b) = (b & 0x1F) | ((b >> 1) & 0x20), as a bitwise select of
         // `b` and `b >> 1` under the mask 0x1F; `vpermb` ignores bits 6-7.
@@ -489,19 +620,22 @@ impl KeywordTeddy {
                 fold(_mm512_loadu_si512(ptr.add(3).cast())),
             ]
         };
+        let tables = &self.tables[..ANCHOR * G];
+        let lookup = |k: usize, group: usize| {
+            // SAFETY: each table is 64 bytes: one load.
+            let table = unsafe { _mm512_loadu_si512(tables[k * G + group].as_ptr().cast()) };
+            _mm512_permutexvar_epi8(input[k], table)
+        };
         let mut any = _mm512_setzero_si512();
-        for group in 0..self.groups {
-            let mut acc: Option<__m512i> = None;
-            for (k, bytes) in input.iter().enumerate() {
-                let table = &self.tables[k * self.groups + group];
-                // SAFETY: each table is 64 bytes: one load.
-                let table = unsafe { _mm512_loadu_si512(table.as_ptr().cast()) };
-                let hit = _mm512_permutexvar_epi8(*bytes, table);
-                acc = Some(acc.map_or(hit, |a| _mm512_and_si512(a, hit)));
-            }
-            if let Some(acc) = acc {
-                any = _mm512_or_si512(any, acc);
-            }
+        for group in 0..G {
+            // A byte of `any` keeps a bucket's bit when all four lookups
+            // accepted it (0x80: a & b & c; 0xF8: a | (b & c)).
+            let three = _mm512_ternarylogic_epi64::<0x80>(
+                lookup(0, group),
+                lookup(1, group),
+                lookup(2, group),
+            );
+            any = _mm512_ternarylogic_epi64::<0xF8>(any, three, lookup(3, group));
         }
         _mm512_test_epi8_mask(any, any) & mask
     }
@@ -579,6 +713,45 @@ mod tests {
         }
         assert_eq!(present(&filter, "x Tél".as_bytes()), vec![5]);
         assert_eq!(present(&filter, "x TÉL".as_bytes()), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn anchors_avoid_common_words_and_each_other() {
+        let keywords: Vec<Vec<u8>> = [
+            "contact",
+            "system prompt",
+            "system message",
+            "you were told",
+            "you were sent",
+            "\\\"role",
+        ]
+        .iter()
+        .map(|k| k.as_bytes().to_vec())
+        .collect();
+        let anchors = choose_anchors(&keywords);
+        let words: Vec<&[u8]> = anchors.iter().map(|&(_, w)| w).collect();
+        // Not the start of `content`, nor inside `system` or `you`.
+        assert_ne!(words[0], b"cont");
+        for w in &words[1..5] {
+            assert!(
+                !b"system".windows(4).any(|x| x == *w),
+                "{:?}",
+                String::from_utf8_lossy(w)
+            );
+            assert!(!w.starts_with(b"you"), "{:?}", String::from_utf8_lossy(w));
+        }
+        // Keywords that share a prefix get anchors of their own.
+        assert_ne!(words[1], words[2]);
+        assert_ne!(words[3], words[4]);
+        // A rare byte is worth anchoring on.
+        assert!(
+            words[5].starts_with(b"\\"),
+            "{:?}",
+            String::from_utf8_lossy(words[5])
+        );
+        for (k, &(at, w)) in keywords.iter().zip(&anchors) {
+            assert_eq!(&k[at..at + w.len()], w);
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod keyword_teddy;
 pub mod normalize;
 pub mod regex_trap;
 pub mod rule;
+mod text_model;
 
 #[cfg(feature = "python")]
 mod py_normalize;
