@@ -10,16 +10,27 @@
 //! keywords present; their owners, plus every rule without keywords, become
 //! candidates; rules sharing a `batch` are then checked together in one
 //! `RegexSet` pass on digit-dense inputs. Stage 2: each remaining
-//! candidate's `regex::bytes::Regex` runs over the whole input. Stage 3 filters each
-//! match's reported span: the rule's validator, its `min_entropy` floor and
-//! its stopwords. Every stage is linear in the input length (the `regex`
-//! crate never backtracks), so a hostile body cannot stall a scan.
+//! candidate's regex (a `regex_automata::meta::Regex`, configured as
+//! `regex::bytes::Regex` configures it) runs over the input; that of a
+//! digit-shaped rule (every match holds at least `k` ASCII digits, with
+//! bounded room around and between them; see `digit_windows.rs`) only
+//! over the windows around clusters of at least `k` digits, with the same
+//! matches as over the whole input. Stage 3 filters each match's reported
+//! span: the rule's validator, its `min_entropy` floor and its stopwords.
+//! Every stage is linear in the input length (the regex engine never
+//! backtracks), so a hostile body cannot stall a scan.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use regex::bytes::{RegexSet, RegexSetBuilder};
+use regex_automata::meta::{self, Regex};
+use regex_automata::util::captures::Captures;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, PatternID};
 
+use crate::digit_windows::{Coverage, DigitShape, Digits};
 use crate::error::TrapError;
 use crate::keyword_filter::KeywordFilter;
 use crate::keyword_teddy::KeywordTeddy;
@@ -48,6 +59,9 @@ struct CompiledRule {
     regex: Regex,
     /// Capture-group index of `(?P<secret>…)`, if the pattern has one.
     secret_group: Option<usize>,
+    /// Where the digits of a match sit when the rule is windowable (see
+    /// [`crate::digit_windows`]).
+    digit_shape: Option<DigitShape>,
     /// The rule's stopwords as one ASCII-case-insensitive automaton.
     stopwords: Option<AhoCorasick>,
 }
@@ -241,8 +255,28 @@ impl RegexTrap {
         if !self.batches.is_empty() {
             self.drop_batch_misses(data, &mut candidates);
         }
+        // The survivors of the batch pass (which runs on digit-dense bodies,
+        // where a batch's windows would cover much of the body: an IBAN
+        // needs only two adjacent digits), and every candidate on other
+        // bodies, search their windows if windowable. The digits are found
+        // at the first such candidate and then shared.
+        let mut digits: Option<Digits> = None;
+        let mut windows: Vec<Range<usize>> = Vec::new();
         for index in candidates {
-            self.rules[index].find_into(index, data, &mut findings);
+            let rule = &self.rules[index];
+            let Some(shape) = rule.digit_shape else {
+                rule.find_into(index, data, 0..data.len(), &mut findings);
+                continue;
+            };
+            let digits = digits.get_or_insert_with(|| Digits::new(data));
+            match shape.windows(digits, &mut windows) {
+                Coverage::Dense => rule.find_into(index, data, 0..data.len(), &mut findings),
+                Coverage::Sparse => {
+                    for window in &windows {
+                        rule.find_into(index, data, window.clone(), &mut findings);
+                    }
+                }
+            }
         }
         findings.sort_unstable_by_key(|f| (f.start, f.end, f.rule_index));
         findings.dedup();
@@ -394,7 +428,7 @@ impl Prefilter {
         // than the default NFA for a few hundred case-insensitive keywords.
         AhoCorasick::builder()
             .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
+            .match_kind(aho_corasick::MatchKind::Standard)
             .kind(Some(AhoCorasickKind::DFA))
             .build(keywords)
             .map(Self::Automaton)
@@ -424,24 +458,38 @@ impl Prefilter {
     }
 }
 
+/// Compile `spec`'s pattern as `regex::bytes::RegexBuilder` would (same
+/// syntax and engine settings, so the same matches) into the engine itself,
+/// whose searches can be confined to a span of the haystack.
 fn compile_rule(spec: RuleSpec) -> Result<CompiledRule, TrapError> {
     let invalid = |reason: String| TrapError::InvalidPattern {
         rule_id: spec.id.clone(),
         reason,
     };
-    let regex = RegexBuilder::new(&spec.pattern)
+    // `regex::bytes`: Unicode on, may match invalid UTF-8 ...
+    let syntax_config = syntax::Config::new()
         .case_insensitive(spec.case_insensitive)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
+        .utf8(false);
+    // ... leftmost-first, empty matches anywhere, its default cache size and
+    // the size limit given to its builder.
+    let meta_config = meta::Config::new()
+        .match_kind(regex_automata::MatchKind::LeftmostFirst)
+        .utf8_empty(false)
+        .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+        .hybrid_cache_capacity(2 * (1 << 20));
+    let hir =
+        syntax::parse_with(&spec.pattern, &syntax_config).map_err(|e| invalid(e.to_string()))?;
+    let regex = meta::Builder::new()
+        .configure(meta_config)
+        .build_from_hir(&hir)
         .map_err(|e| invalid(e.to_string()))?;
     if regex.is_match(b"") {
         return Err(invalid(
             "pattern matches the empty string, so it would flag every input".to_owned(),
         ));
     }
-    let secret_group = regex
-        .capture_names()
-        .position(|name| name == Some(SECRET_GROUP));
+    let secret_group = regex.group_info().to_index(PatternID::ZERO, SECRET_GROUP);
+    let digit_shape = DigitShape::of(&hir);
     let stopwords = if spec.stopwords.is_empty() {
         None
     } else {
@@ -461,51 +509,75 @@ fn compile_rule(spec: RuleSpec) -> Result<CompiledRule, TrapError> {
         spec,
         regex,
         secret_group,
+        digit_shape,
         stopwords,
     })
 }
 
 impl CompiledRule {
-    fn find_into(&self, rule_index: usize, data: &[u8], out: &mut Vec<Finding>) {
-        let mut push = |start: usize, end: usize| {
-            if start >= end {
-                return;
+    /// Push to `out` the accepted findings among the leftmost-first matches
+    /// that lie within `span` of `data`. The search sees all of `data`, so
+    /// look-around at the span's ends (`\b`, `$`) reads the real
+    /// neighbouring bytes; over `0..data.len()` this is `find_iter` /
+    /// `captures_iter` of `regex::bytes`.
+    fn find_into(
+        &self,
+        rule_index: usize,
+        data: &[u8],
+        span: Range<usize>,
+        out: &mut Vec<Finding>,
+    ) {
+        let matches = self.regex.find_iter(Input::new(data).span(span));
+        let Some(group) = self.secret_group else {
+            for found in matches {
+                self.push_accepted(rule_index, data, found.range(), out);
             }
-            let span = &data[start..end];
-            if let Some(validator) = self.spec.validator {
-                if !validator.accepts(span) {
-                    return;
-                }
-            }
-            if !self.spec.entropy_ok(span) {
-                return;
-            }
-            if self.stopwords.as_ref().is_some_and(|s| s.is_match(span)) {
-                return;
-            }
-            out.push(Finding {
-                rule_index,
-                start,
-                end,
-            });
+            return;
         };
-        match self.secret_group {
-            None => {
-                for m in self.regex.find_iter(data) {
-                    push(m.start(), m.end());
-                }
-            }
-            Some(group) => {
-                for caps in self.regex.captures_iter(data) {
-                    // If the alternation that matched did not take part in
-                    // the `secret` group, report the whole match rather than
-                    // dropping a detection.
-                    if let Some(m) = caps.get(group).or_else(|| caps.get(0)) {
-                        push(m.start(), m.end());
-                    }
-                }
-            }
+        // Most searches find nothing, so the groups are resolved only for a
+        // match, by an anchored search over exactly its span: what
+        // `captures_iter` does after finding the match (the same preferred
+        // path from the same start, so the same groups), without a
+        // `Captures` allocated per window.
+        let mut caps: Option<Captures> = None;
+        for found in matches {
+            let caps = caps.get_or_insert_with(|| self.regex.create_captures());
+            let exact = Input::new(data)
+                .span(found.range())
+                .anchored(Anchored::Pattern(found.pattern()));
+            self.regex.search_captures(&exact, caps);
+            // If the alternation that matched did not take part in the
+            // `secret` group, report the whole match rather than dropping a
+            // detection.
+            let reported = caps.get_group(group).unwrap_or(found.span());
+            self.push_accepted(rule_index, data, reported.range(), out);
         }
+    }
+
+    /// Push the finding `span` unless it is empty or rejected by the rule's
+    /// validator, entropy floor or stopwords.
+    fn push_accepted(
+        &self,
+        rule_index: usize,
+        data: &[u8],
+        span: Range<usize>,
+        out: &mut Vec<Finding>,
+    ) {
+        if span.is_empty() {
+            return;
+        }
+        let bytes = &data[span.clone()];
+        if self.spec.validator.is_some_and(|v| !v.accepts(bytes))
+            || !self.spec.entropy_ok(bytes)
+            || self.stopwords.as_ref().is_some_and(|s| s.is_match(bytes))
+        {
+            return;
+        }
+        out.push(Finding {
+            rule_index,
+            start: span.start,
+            end: span.end,
+        });
     }
 }
 
@@ -597,6 +669,260 @@ mod tests {
         .unwrap();
         assert!(trap.batches.is_empty());
         assert_eq!(trap.scan(b"a1 b1").len(), 2);
+    }
+
+    /// The rules of the built-in `pii` pack (`ext_proc/rules/pii.yaml`): id,
+    /// pattern, case flag and batch, read from the file's `- id:`,
+    /// `pattern:` (a single-quoted YAML scalar), `case_insensitive:` and
+    /// `batch:` lines. No keywords or validators: the tests compare raw
+    /// matches.
+    fn pii_pack() -> Vec<RuleSpec> {
+        let yaml = include_str!("../../ext_proc/rules/pii.yaml");
+        let unquote = |value: &str| {
+            let inner = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\''));
+            inner.expect("a single-quoted scalar").replace("''", "'")
+        };
+        let mut rules: Vec<RuleSpec> = Vec::new();
+        for line in yaml.lines().map(str::trim) {
+            if let Some(id) = line.strip_prefix("- id: ") {
+                rules.push(RuleSpec::new(id, "pii", Severity::Notice, ""));
+            } else if let Some(pattern) = line.strip_prefix("pattern: ") {
+                rules.last_mut().expect("a rule").pattern = unquote(pattern);
+            } else if line == "case_insensitive: true" {
+                rules.last_mut().expect("a rule").case_insensitive = true;
+            } else if let Some(batch) = line.strip_prefix("batch: ") {
+                rules.last_mut().expect("a rule").batch = Some(batch.to_owned());
+            }
+        }
+        rules
+    }
+
+    #[test]
+    fn pii_pack_digit_shapes() {
+        let trap = RegexTrap::compile(pii_pack()).unwrap();
+        let shapes: Vec<(&str, Option<String>)> = trap
+            .rules
+            .iter()
+            .map(|r| {
+                let shape = r.digit_shape.map(|s| {
+                    let show = |n: Option<usize>| n.map_or("-".to_owned(), |n| n.to_string());
+                    let [l, a, z, g] = [s.max_len, s.lead, s.trail, s.gap].map(show);
+                    format!("k {} L {l} A {a} Z {z} G {g}", s.min_digits)
+                });
+                (r.spec.id.as_str(), shape)
+            })
+            .collect();
+        let expected = [
+            ("pii-email", None),
+            ("pii-payment-card", Some("k 13 L 37 A 0 Z 0 G 1")),
+            ("pii-iban", Some("k 2 L 44 A 2 Z 40 G 39")),
+            ("pii-us-ssn", Some("k 9 L 13 A 0 Z 2 G 1")),
+            ("pii-us-ssn-context", Some("k 9 L 78 A 67 Z 0 G 1")),
+            ("pii-phone-e164", Some("k 8 L 58 A 1 Z 1 G 3")),
+            ("pii-phone-us", Some("k 10 L 72 A 56 Z 0 G 2")),
+            ("pii-phone-us-parenthesized", Some("k 10 L 14 A 1 Z 0 G 2")),
+            ("pii-phone-uk", Some("k 9 L 85 A 56 Z 0 G 4")),
+            ("pii-phone-de", Some("k 6 L 95 A 56 Z 0 G 7")),
+            ("pii-phone-fr", Some("k 10 L 88 A 56 Z 0 G 4")),
+            ("pii-phone-es", Some("k 9 L 50 A 30 Z 0 G 3")),
+            // Unbounded length, but the digits bound the windows.
+            ("net-ipv4", Some("k 4 L - A 0 Z 0 G 1")),
+            // A match may hold no digit (`fe80::abcd`): searched in full.
+            ("net-ipv6", None),
+        ]
+        .map(|(id, shape)| (id, shape.map(str::to_owned)));
+        assert_eq!(shapes, expected);
+    }
+
+    /// Each rule's pattern as a `regex::bytes::Regex`, built as before the
+    /// windows.
+    fn reference_regexes(trap: &RegexTrap) -> Vec<regex::bytes::Regex> {
+        trap.rules()
+            .map(|spec| {
+                regex::bytes::RegexBuilder::new(&spec.pattern)
+                    .case_insensitive(spec.case_insensitive)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// The scan before the windows: each candidate's `regex::bytes::Regex`
+    /// (from [`reference_regexes`]) over the whole input, then the same
+    /// acceptance filter.
+    fn full_text_scan(
+        trap: &RegexTrap,
+        regexes: &[regex::bytes::Regex],
+        data: &[u8],
+    ) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for index in trap.candidate_rules(data) {
+            let rule = &trap.rules[index];
+            for caps in regexes[index].captures_iter(data) {
+                let found = rule
+                    .secret_group
+                    .and_then(|group| caps.get(group))
+                    .or_else(|| caps.get(0))
+                    .unwrap();
+                rule.push_accepted(index, data, found.range(), &mut out);
+            }
+        }
+        out.sort_unstable_by_key(|f| (f.start, f.end, f.rule_index));
+        out.dedup();
+        out
+    }
+
+    /// A deterministic xorshift generator (no `rand` dependency).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            usize::try_from(self.0 % n as u64).unwrap()
+        }
+    }
+
+    /// A body of `len`-ish bytes: random digit runs (one token in
+    /// `sparsity`, so some bodies get windows and some are dense) between
+    /// separators, letters, context words and number shapes.
+    fn random_body(rng: &mut Rng, len: usize, sparsity: usize) -> Vec<u8> {
+        const PIECES: &[&str] = &[
+            " ",
+            " ",
+            " ",
+            "-",
+            ".",
+            "(",
+            ")",
+            "+",
+            "/",
+            "\n",
+            ":",
+            "x",
+            "ab",
+            "é",
+            "\u{3000}",
+            "phone ",
+            "call me at ",
+            "Tel: ",
+            "my   number is ",
+            "SSN ",
+            "GB82 WEST ",
+            "DE89",
+            "+44 ",
+            "fe80::",
+            "word",
+            "AKIA",
+            "_",
+            // Number shapes, so that the rules find something.
+            "(212) 555-0147",
+            "020 7946 0958",
+            "07700 900123",
+            "030 12345678",
+            "06.12.34.56.78",
+            "612 345 678",
+            "123-45-6789",
+            "536 22 1234",
+            "10.0.0.1",
+            "4111 1111 1111 1111",
+            "GB82WEST12345698765432",
+        ];
+        let mut body = Vec::with_capacity(len + 32);
+        while body.len() < len {
+            if rng.below(sparsity) == 0 {
+                for _ in 0..=rng.below(12) {
+                    body.push(b'0' + u8::try_from(rng.below(10)).unwrap());
+                    match rng.below(6) {
+                        0 => body.push(b' '),
+                        1 => body.push(b'-'),
+                        2 => body.push(b'.'),
+                        _ => {}
+                    }
+                }
+            } else {
+                body.extend_from_slice(PIECES[rng.below(PIECES.len())].as_bytes());
+            }
+        }
+        body
+    }
+
+    fn check_equivalence(rules: Vec<RuleSpec>, seed: u64) {
+        let trap = RegexTrap::compile(rules).unwrap();
+        let regexes = reference_regexes(&trap);
+        let mut rng = Rng(seed);
+        let mut windowed = 0;
+        let mut found_by = vec![0usize; trap.len()];
+        for round in 0..600 {
+            let len = [0, 1, 5, 20, 64, 100, 300, 1000, 4096][round % 9];
+            let sparsity = [1, 3, 10, 40, 200][round % 5];
+            let body = random_body(&mut rng, len, sparsity);
+            let found = trap.scan(&body);
+            let expected = full_text_scan(&trap, &regexes, &body);
+            assert_eq!(found, expected, "{:?}", String::from_utf8_lossy(&body));
+            for finding in &found {
+                found_by[finding.rule_index] += 1;
+            }
+            let mut digits = Digits::new(&body);
+            let mut windows = Vec::new();
+            windowed += trap
+                .rules
+                .iter()
+                .filter_map(|r| r.digit_shape)
+                .filter(|s| {
+                    s.windows(&mut digits, &mut windows) == Coverage::Sparse && !windows.is_empty()
+                })
+                .count();
+        }
+        // The windowed path ran often (not only the dense fallback), and
+        // every windowable rule found something.
+        assert!(windowed > 100, "{windowed}");
+        let windowable = (0..trap.len()).filter(|&i| trap.rules[i].digit_shape.is_some());
+        assert!(windowable.clone().count() >= 5);
+        assert!(windowable.clone().all(|i| found_by[i] > 0), "{found_by:?}");
+    }
+
+    #[test]
+    fn windowed_scan_equals_full_text_scan_for_the_pii_pack() {
+        let rules = pii_pack();
+        assert!(rules.iter().filter(|r| r.batch.is_some()).count() >= 10);
+        check_equivalence(rules.clone(), 0x9E37_79B9_7F4A_7C15);
+        // Without the batch pass, every candidate searches its windows.
+        let unbatched = rules
+            .into_iter()
+            .map(|r| RuleSpec { batch: None, ..r })
+            .collect();
+        check_equivalence(unbatched, 0x5851_F42D_4C95_7F2D);
+    }
+
+    #[test]
+    fn windowed_scan_equals_full_text_scan_for_adversarial_rules() {
+        let rule = |id: &str, pattern: &str| RuleSpec::new(id, "t", Severity::Notice, pattern);
+        check_equivalence(
+            vec![
+                // Word boundaries on both sides: right at a window's ends.
+                rule("bounded", r"(?-u:\b)[0-9]{2}(?-u:\b)"),
+                rule("unicode-boundary", r"\b[0-9]{3}\b"),
+                // Digits at the far ends of the longest match.
+                rule("edges", "[0-9](?:x|ab| ){0,5}[0-9]"),
+                // Leftmost-first prefers the shorter branch; lazy repetition.
+                rule("short-first", "[0-9]{2}|[0-9]{2}[a-z .]{1,5}"),
+                rule("lazy", "(?s)[0-9].{0,10}?[0-9]"),
+                // Haystack anchors, which a span must not move.
+                rule("at-end", "(?P<secret>[0-9]{2})(?:[ a-z]{0,3}$)?"),
+                rule("at-start", "^[0-9 ]{1,4}[0-9]"),
+                rule("line", "(?m)^[0-9]{1,3}[.-]?[0-9]$"),
+                // A `secret` group in one branch only.
+                rule("half-secret", "(?P<secret>[0-9]{3})-|:[0-9]{2}"),
+                // Not windowable: no digit needed, or no length bound.
+                rule("no-digit", "[a-z]{2}[0-9]?"),
+                rule("unbounded", "[0-9]+[.][0-9]"),
+                rule("unicode-digit", r"\d{2}"),
+            ],
+            0x2545_F491_4F6C_DD1D,
+        );
     }
 
     #[test]
