@@ -18,6 +18,11 @@
 //! `k >= 1`, `A` or `L` is bounded and `Z` or `L` is bounded (so that both
 //! ends of a window below are finite).
 //!
+//! A rule whose matches need no digit may still be windowable on colons
+//! (an IPv6 address holds at least two, a few bytes apart): everything in
+//! this module then reads "colon" for "digit" ([`Marker`]). Digits are
+//! tried first.
+//!
 //! # The windows
 //!
 //! Let the body's ASCII digits sit at ascending positions `pos[0..n)`, and
@@ -84,9 +89,48 @@ use regex_syntax::hir::{Class, Hir, HirKind};
 /// (about 90 ns) costs about as much as 32 bytes of the lazy DFA's scan.
 pub const MERGE_GAP: usize = 32;
 
+/// The byte that a windowable rule's matches are bounded around: called a
+/// *digit* in the rest of this module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    /// An ASCII digit, `0-9`.
+    Digit,
+    /// A colon, `:`.
+    Colon,
+}
+
+impl Marker {
+    /// Both markers, in the order they are tried.
+    pub const ALL: [Self; 2] = [Self::Digit, Self::Colon];
+
+    /// The first and last byte of the marker's range.
+    const fn range(self) -> (u8, u8) {
+        match self {
+            Self::Digit => (b'0', b'9'),
+            Self::Colon => (b':', b':'),
+        }
+    }
+
+    /// Whether `b` is a marker byte.
+    pub const fn is(self, b: u8) -> bool {
+        let (first, last) = self.range();
+        b.wrapping_sub(first) <= last - first
+    }
+
+    /// The marker's index in [`Marker::ALL`].
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Digit => 0,
+            Self::Colon => 1,
+        }
+    }
+}
+
 /// What bounds the matches of a windowable rule (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DigitShape {
+    /// Which bytes count as digits.
+    pub marker: Marker,
     /// `k`: every match holds at least this many ASCII digits (`>= 1`).
     pub min_digits: usize,
     /// `L`: no match is longer than this many bytes (`None`: unbounded).
@@ -113,11 +157,18 @@ pub enum Coverage {
 
 impl DigitShape {
     /// The shape of a pattern given as its HIR, or `None` when the pattern
-    /// is not windowable (a match may hold no digit, or a window would have
-    /// no finite end).
+    /// is not windowable on any [`Marker`] (a match may hold none, or a
+    /// window would have no finite end).
     pub fn of(hir: &Hir) -> Option<Self> {
-        let min_digits = min_digits(hir);
-        let layout = Layout::of(hir);
+        Marker::ALL
+            .into_iter()
+            .find_map(|marker| Self::with(hir, marker))
+    }
+
+    /// The shape of a pattern for one marker.
+    fn with(hir: &Hir, marker: Marker) -> Option<Self> {
+        let min_digits = min_digits(hir, marker);
+        let layout = Layout::of(hir, marker);
         let max_len = hir.properties().maximum_len();
         // A match of at most `L` bytes with a digit has at most `L - 1`
         // bytes before or after it, and at most `L - 2` between two.
@@ -129,6 +180,7 @@ impl DigitShape {
             }
         };
         let shape = Self {
+            marker,
             min_digits,
             max_len,
             lead: within(layout.lead, 1),
@@ -194,50 +246,56 @@ impl DigitShape {
 /// matches other scripts' digits, counts 0); an alternation counts its
 /// poorest branch; a repetition its minimum count of copies; look-around
 /// and the empty string count 0.
-pub fn min_digits(hir: &Hir) -> usize {
+pub fn min_digits(hir: &Hir, marker: Marker) -> usize {
     match hir.kind() {
         HirKind::Empty | HirKind::Look(_) => 0,
-        HirKind::Literal(literal) => literal.0.iter().filter(|b| b.is_ascii_digit()).count(),
-        HirKind::Class(class) => usize::from(only_ascii_digits(class)),
+        HirKind::Literal(literal) => literal.0.iter().filter(|&&b| marker.is(b)).count(),
+        HirKind::Class(class) => usize::from(only_ascii_digits(class, marker)),
         HirKind::Repetition(repetition) => {
             let copies = usize::try_from(repetition.min).unwrap_or(usize::MAX);
-            copies.saturating_mul(min_digits(&repetition.sub))
+            copies.saturating_mul(min_digits(&repetition.sub, marker))
         }
-        HirKind::Capture(capture) => min_digits(&capture.sub),
+        HirKind::Capture(capture) => min_digits(&capture.sub, marker),
         HirKind::Concat(parts) => parts
             .iter()
-            .fold(0, |sum, part| sum.saturating_add(min_digits(part))),
-        HirKind::Alternation(branches) => branches.iter().map(min_digits).min().unwrap_or(0),
+            .fold(0, |sum, part| sum.saturating_add(min_digits(part, marker))),
+        HirKind::Alternation(branches) => branches
+            .iter()
+            .map(|branch| min_digits(branch, marker))
+            .min()
+            .unwrap_or(0),
     }
 }
 
 /// Whether every byte or character `class` can match is an ASCII digit. An
 /// empty class (it matches nothing) qualifies; counting it as one digit
 /// still under-counts the branch it sits in, which cannot match at all.
-fn only_ascii_digits(class: &Class) -> bool {
+fn only_ascii_digits(class: &Class, marker: Marker) -> bool {
+    let (first, last) = marker.range();
     match class {
         Class::Unicode(unicode) => unicode
             .ranges()
             .iter()
-            .all(|r| r.start() >= '0' && r.end() <= '9'),
+            .all(|r| r.start() >= char::from(first) && r.end() <= char::from(last)),
         Class::Bytes(bytes) => bytes
             .ranges()
             .iter()
-            .all(|r| r.start() >= b'0' && r.end() <= b'9'),
+            .all(|r| r.start() >= first && r.end() <= last),
     }
 }
 
 /// Whether `class` can match an ASCII digit.
-fn has_ascii_digit(class: &Class) -> bool {
+fn has_ascii_digit(class: &Class, marker: Marker) -> bool {
+    let (first, last) = marker.range();
     match class {
         Class::Unicode(unicode) => unicode
             .ranges()
             .iter()
-            .any(|r| r.start() <= '9' && r.end() >= '0'),
+            .any(|r| r.start() <= char::from(last) && r.end() >= char::from(first)),
         Class::Bytes(bytes) => bytes
             .ranges()
             .iter()
-            .any(|r| r.start() <= b'9' && r.end() >= b'0'),
+            .any(|r| r.start() <= last && r.end() >= first),
     }
 }
 
@@ -318,12 +376,12 @@ impl Layout {
     };
 
     /// Upper bounds for the strings `hir` matches (look-around ignored).
-    fn of(hir: &Hir) -> Self {
+    fn of(hir: &Hir, marker: Marker) -> Self {
         match hir.kind() {
             HirKind::Empty | HirKind::Look(_) => Self::EMPTY,
-            HirKind::Literal(literal) => Self::of_bytes(&literal.0),
+            HirKind::Literal(literal) => Self::of_bytes(&literal.0, marker),
             HirKind::Class(class) => {
-                let digit = if has_ascii_digit(class) {
+                let digit = if has_ascii_digit(class, marker) {
                     Most::At(0)
                 } else {
                     Most::Never
@@ -332,7 +390,7 @@ impl Layout {
                     // A class matches one character; a non-ASCII one holds
                     // no ASCII digit byte (UTF-8 continuation bytes are
                     // >= 0x80).
-                    plain: if only_ascii_digits(class) {
+                    plain: if only_ascii_digits(class, marker) {
                         Most::Never
                     } else {
                         class.maximum_len().map_or(Most::Never, Most::At)
@@ -343,7 +401,7 @@ impl Layout {
                 }
             }
             HirKind::Repetition(repetition) => {
-                let sub = Self::of(&repetition.sub);
+                let sub = Self::of(&repetition.sub, marker);
                 let max = repetition.max;
                 if max == Some(0) {
                     return Self::EMPTY;
@@ -368,22 +426,20 @@ impl Layout {
                     }),
                 }
             }
-            HirKind::Capture(capture) => Self::of(&capture.sub),
-            HirKind::Concat(parts) => parts
-                .iter()
-                .fold(Self::EMPTY, |before, part| before.then(Self::of(part))),
+            HirKind::Capture(capture) => Self::of(&capture.sub, marker),
+            HirKind::Concat(parts) => parts.iter().fold(Self::EMPTY, |before, part| {
+                before.then(Self::of(part, marker))
+            }),
             HirKind::Alternation(branches) => branches
                 .iter()
-                .map(Self::of)
+                .map(|branch| Self::of(branch, marker))
                 .reduce(Self::or)
                 .unwrap_or(Self::EMPTY),
         }
     }
 
-    fn of_bytes(bytes: &[u8]) -> Self {
-        let digits: Vec<usize> = (0..bytes.len())
-            .filter(|&i| bytes[i].is_ascii_digit())
-            .collect();
+    fn of_bytes(bytes: &[u8], marker: Marker) -> Self {
+        let digits: Vec<usize> = (0..bytes.len()).filter(|&i| marker.is(bytes[i])).collect();
         match (digits.first(), digits.last()) {
             (Some(&first), Some(&last)) => Self {
                 plain: Most::Never,
@@ -436,18 +492,23 @@ pub struct Digits {
 }
 
 impl Digits {
-    /// Find the ASCII digits of `data`.
-    pub fn new(data: &[u8]) -> Self {
+    /// Find the digits (bytes of `marker`) of `data`.
+    pub fn new(data: &[u8], marker: Marker) -> Self {
         let mut positions = Vec::with_capacity(data.len() / 16);
         let mut blocks = data.chunks_exact(64);
         for (b, block) in (&mut blocks).enumerate() {
-            push_digits(b * 64, block.try_into().expect("64 bytes"), &mut positions);
+            push_digits(
+                marker,
+                b * 64,
+                block.try_into().expect("64 bytes"),
+                &mut positions,
+            );
         }
         let tail = blocks.remainder();
         if !tail.is_empty() {
             let mut padded = [0u8; 64];
             padded[..tail.len()].copy_from_slice(tail);
-            push_digits(data.len() - tail.len(), &padded, &mut positions);
+            push_digits(marker, data.len() - tail.len(), &padded, &mut positions);
         }
         Self {
             positions,
@@ -506,17 +567,17 @@ impl Digits {
     }
 }
 
-/// Push `base + j` for each ASCII digit `block[j]`. The flags are computed
+/// Push `base + j` for each digit (byte of `marker`) `block[j]`. The flags are computed
 /// branch-free over fixed-size arrays, which the compiler vectorises; a
 /// block without digits (most of them in prose) stops there. Else one
 /// multiplication per 8 flag bytes (each 0 or 1) gathers them into 8 bits:
 /// flag byte `j` lands on bit `56 + j`, and no two partial products meet, so
 /// nothing carries.
 #[inline]
-fn push_digits(base: usize, block: &[u8; 64], out: &mut Vec<usize>) {
+fn push_digits(marker: Marker, base: usize, block: &[u8; 64], out: &mut Vec<usize>) {
     let mut flags = [0u8; 64];
     for (flag, &byte) in flags.iter_mut().zip(block) {
-        *flag = u8::from(byte.wrapping_sub(b'0') < 10);
+        *flag = u8::from(marker.is(byte));
     }
     if flags.iter().fold(0, |any, &flag| any | flag) == 0 {
         return;
@@ -547,7 +608,10 @@ mod tests {
 
     fn k_and_l(pattern: &str) -> (usize, Option<usize>) {
         let hir = parse(pattern, false);
-        (min_digits(&hir), hir.properties().maximum_len())
+        (
+            min_digits(&hir, Marker::Digit),
+            hir.properties().maximum_len(),
+        )
     }
 
     #[test]
@@ -575,7 +639,7 @@ mod tests {
         assert_eq!(k_and_l(r"(?-u:\b)(?P<n>[0-9]{2})$"), (2, Some(2)));
         // Case folding leaves digits alone.
         let hir = parse("ab[0-9]{2}c", true);
-        assert_eq!(min_digits(&hir), 2);
+        assert_eq!(min_digits(&hir, Marker::Digit), 2);
         assert_eq!(hir.properties().maximum_len(), Some(5));
         // `\s` in Unicode mode matches up to 3 bytes (U+3000).
         assert_eq!(k_and_l(r"[0-9]\s{1,2}[0-9]"), (2, Some(8)));
@@ -584,6 +648,38 @@ mod tests {
     fn shape(pattern: &str) -> Option<(usize, Option<usize>, [Option<usize>; 3])> {
         let s = DigitShape::of(&parse(pattern, false))?;
         Some((s.min_digits, s.max_len, [s.lead, s.trail, s.gap]))
+    }
+
+    #[test]
+    fn colons_bound_a_rule_without_digits() {
+        let ipv6 = DigitShape::of(&parse(
+            r"(?-u:\b)(?P<secret>[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?-u:\b)",
+            false,
+        ))
+        .unwrap();
+        assert_eq!(ipv6.marker, Marker::Colon);
+        assert_eq!(
+            (
+                ipv6.min_digits,
+                ipv6.max_len,
+                ipv6.lead,
+                ipv6.trail,
+                ipv6.gap
+            ),
+            (2, Some(39), Some(4), Some(4), Some(4))
+        );
+        // Digits are tried first; a pattern with neither stays unwindowed.
+        assert_eq!(
+            DigitShape::of(&parse("[0-9]{3}:[0-9]{2}", false)).map(|s| s.marker),
+            Some(Marker::Digit)
+        );
+        assert_eq!(DigitShape::of(&parse("[a-f]{1,4}", false)), None);
+        assert_eq!(DigitShape::of(&parse("[a-f:]{1,4}", false)), None);
+        // Colons are found as digits are.
+        let data = b"fe80::1 and 10:30:00, a:b";
+        let expected: Vec<usize> = (0..data.len()).filter(|&i| data[i] == b':').collect();
+        assert_eq!(Digits::new(data, Marker::Colon).positions, expected);
+        assert!(Marker::ALL.iter().all(|m| Marker::ALL[m.index()] == *m));
     }
 
     #[test]
@@ -660,19 +756,23 @@ mod tests {
                 })
                 .collect();
             let expected: Vec<usize> = (0..len).filter(|&i| data[i] == b'5').collect();
-            assert_eq!(Digits::new(&data).positions, expected, "len {len}");
+            assert_eq!(
+                Digits::new(&data, Marker::Digit).positions,
+                expected,
+                "len {len}"
+            );
         }
         let mut all = (0..=255u8).collect::<Vec<u8>>();
         all.extend_from_slice(b"0123456789/:\xd9\xa0");
         let expected: Vec<usize> = (0..all.len())
             .filter(|&i| all[i].is_ascii_digit())
             .collect();
-        assert_eq!(Digits::new(&all).positions, expected);
+        assert_eq!(Digits::new(&all, Marker::Digit).positions, expected);
     }
 
     #[test]
     fn clusters_split_where_digits_are_far_apart() {
-        let mut digits = Digits::new(&body(100, &[10, 12, 13, 20, 80]));
+        let mut digits = Digits::new(&body(100, &[10, 12, 13, 20, 80]), Marker::Digit);
         // Each cluster as the indices of its first and last digit.
         let spans = |digits: &mut Digits, gap| {
             let at = digits.clusters(gap);
@@ -692,8 +792,8 @@ mod tests {
         assert_eq!(spans(&mut digits, Some(1)), [(0, 2), (3, 3), (4, 4)]);
         let bounds: Vec<Option<usize>> = digits.clusters.iter().map(|(g, _)| *g).collect();
         assert_eq!(bounds, [Some(0), Some(1), Some(6), None]);
-        assert!(Digits::new(b"none").clusters.is_empty());
-        let mut empty = Digits::new(b"none");
+        assert!(Digits::new(b"none", Marker::Digit).clusters.is_empty());
+        let mut empty = Digits::new(b"none", Marker::Digit);
         assert_eq!(spans(&mut empty, Some(3)), []);
     }
 
@@ -704,6 +804,7 @@ mod tests {
         [lead, trail, gap]: [Option<usize>; 3],
     ) -> DigitShape {
         DigitShape {
+            marker: Marker::Digit,
             min_digits,
             max_len,
             lead,
@@ -716,7 +817,7 @@ mod tests {
     /// vector that held something before.
     fn windows_of(data: &[u8], shape: DigitShape) -> (Coverage, Vec<(usize, usize)>) {
         let mut out = Vec::from([3..4, 5..6]);
-        let coverage = shape.windows(&mut Digits::new(data), &mut out);
+        let coverage = shape.windows(&mut Digits::new(data, shape.marker), &mut out);
         (coverage, out.iter().map(|w| (w.start, w.end)).collect())
     }
 

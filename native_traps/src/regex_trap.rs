@@ -15,7 +15,8 @@
 //! digit-shaped rule (every match holds at least `k` ASCII digits, with
 //! bounded room around and between them; see `digit_windows.rs`) only
 //! over the windows around clusters of at least `k` digits, with the same
-//! matches as over the whole input. Stage 3 filters each match's reported
+//! matches as over the whole input (a rule that needs no digit but two
+//! colons, as IPv6, the same around colons). Stage 3 filters each match's reported
 //! span: the rule's validator, its `min_entropy` floor and its stopwords.
 //! Every stage is linear in the input length (the regex engine never
 //! backtracks), so a hostile body cannot stall a scan.
@@ -30,7 +31,7 @@ use regex_automata::util::captures::Captures;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, PatternID};
 
-use crate::digit_windows::{Coverage, DigitShape, Digits};
+use crate::digit_windows::{Coverage, DigitShape, Digits, Marker};
 use crate::error::TrapError;
 use crate::keyword_filter::KeywordFilter;
 use crate::keyword_teddy::KeywordTeddy;
@@ -260,7 +261,7 @@ impl RegexTrap {
         // needs only two adjacent digits), and every candidate on other
         // bodies, search their windows if windowable. The digits are found
         // at the first such candidate and then shared.
-        let mut digits: Option<Digits> = None;
+        let mut digits: [Option<Digits>; Marker::ALL.len()] = [None, None];
         let mut windows: Vec<Range<usize>> = Vec::new();
         for index in candidates {
             let rule = &self.rules[index];
@@ -268,7 +269,8 @@ impl RegexTrap {
                 rule.find_into(index, data, 0..data.len(), &mut findings);
                 continue;
             };
-            let digits = digits.get_or_insert_with(|| Digits::new(data));
+            let digits =
+                digits[shape.marker.index()].get_or_insert_with(|| Digits::new(data, shape.marker));
             match shape.windows(digits, &mut windows) {
                 Coverage::Dense => rule.find_into(index, data, 0..data.len(), &mut findings),
                 Coverage::Sparse => {
@@ -707,7 +709,11 @@ mod tests {
                 let shape = r.digit_shape.map(|s| {
                     let show = |n: Option<usize>| n.map_or("-".to_owned(), |n| n.to_string());
                     let [l, a, z, g] = [s.max_len, s.lead, s.trail, s.gap].map(show);
-                    format!("k {} L {l} A {a} Z {z} G {g}", s.min_digits)
+                    let marker = match s.marker {
+                        Marker::Digit => "",
+                        Marker::Colon => "colon: ",
+                    };
+                    format!("{marker}k {} L {l} A {a} Z {z} G {g}", s.min_digits)
                 });
                 (r.spec.id.as_str(), shape)
             })
@@ -727,8 +733,8 @@ mod tests {
             ("pii-phone-es", Some("k 9 L 50 A 30 Z 0 G 3")),
             // Unbounded length, but the digits bound the windows.
             ("net-ipv4", Some("k 4 L - A 0 Z 0 G 1")),
-            // A match may hold no digit (`fe80::abcd`): searched in full.
-            ("net-ipv6", None),
+            // A match may hold no digit (`fe80::abcd`), but two colons.
+            ("net-ipv6", Some("colon: k 2 L 39 A 4 Z 4 G 4")),
         ]
         .map(|(id, shape)| (id, shape.map(str::to_owned)));
         assert_eq!(shapes, expected);
@@ -865,14 +871,15 @@ mod tests {
             for finding in &found {
                 found_by[finding.rule_index] += 1;
             }
-            let mut digits = Digits::new(&body);
+            let mut digits = Marker::ALL.map(|marker| Digits::new(&body, marker));
             let mut windows = Vec::new();
             windowed += trap
                 .rules
                 .iter()
                 .filter_map(|r| r.digit_shape)
                 .filter(|s| {
-                    s.windows(&mut digits, &mut windows) == Coverage::Sparse && !windows.is_empty()
+                    let digits = &mut digits[s.marker.index()];
+                    s.windows(digits, &mut windows) == Coverage::Sparse && !windows.is_empty()
                 })
                 .count();
         }
