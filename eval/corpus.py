@@ -16,7 +16,7 @@ import random
 import re
 import string
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -1237,16 +1237,19 @@ def gen_benign(rng: random.Random, count: int = 2400) -> list[Sample]:
     return out
 
 
-def benign_documents(seed: int, min_bytes: int, doc_bytes: int = 4096) -> Iterator[bytes]:
+def benign_documents(
+    seed: int, min_bytes: int, doc_bytes: int = 4096, kinds: Container[str] | None = None
+) -> Iterator[bytes]:
     """Benign documents of about ``doc_bytes`` each (prose, code, JSON chat lines joined by
-    newlines) until ``min_bytes`` in total: the haystack of the throughput benchmark."""
+    newlines) until ``min_bytes`` in total: the haystack of the throughput benchmark. ``kinds``
+    keeps only lines of those kinds (``prose``, ``prose-json``, ...); by default all."""
     rng = random.Random(seed)
     total = 0
     buf: list[str] = []
     size = 0
     while total < min_bytes:
         for sample in gen_benign(rng, 2400):
-            if sample.hard_negative:
+            if sample.hard_negative or (kinds is not None and sample.kind not in kinds):
                 continue
             line = sample.text
             buf.append(line)

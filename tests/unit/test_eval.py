@@ -319,3 +319,20 @@ def test_http_columns_are_measured_through_the_servicer(plain: list[Sample]) -> 
         assert cells["gzip"] == "1.000 (+0.0)"
         assert cells["sse-split"] == "1.000 (+0.0)"
         assert cells["sse-split-plain"] != "n/a"
+
+
+def test_benign_documents_can_be_limited_to_chat_prose() -> None:
+    """The throughput bench's second corpus: prose lines only, about 4 KiB each, far fewer
+    digits than the mixed corpus (code, hashes, JSON numbers)."""
+    mixed = b"\n".join(corpus.benign_documents(5, 64 * 1024))
+    prose_docs = list(corpus.benign_documents(5, 64 * 1024, kinds={"prose", "prose-json"}))
+    prose = b"\n".join(prose_docs)
+    assert len(prose) >= 64 * 1024
+    assert all(3 * 1024 < len(d) < 6 * 1024 for d in prose_docs[:-1])
+    assert b"def " not in prose
+    assert b"def " in mixed
+
+    def digit_share(b: bytes) -> float:
+        return sum(c in b"0123456789" for c in b) / len(b)
+
+    assert digit_share(prose) < digit_share(mixed) / 5
