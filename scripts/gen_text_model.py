@@ -7,7 +7,10 @@ training text is the project's own documentation (README.md and docs/) and a sho
 chat prompts, JSON chat bodies and code written for this purpose (``text_model_sample.txt``: the
 docs alone are technical prose, where words such as "you" are rare), so nothing is downloaded and
 nothing is fitted to the benchmark corpus. Any table gives the same findings; it only moves
-where the filter spends its time.
+where the filter spends its time. The docs keep changing, so a rerun gives a slightly different
+table: the committed one was made at commit 5339167, and the bench figures of ADR 0012's
+addendum were measured with it. Regenerate when the sample or the model changes, not for every
+docs edit.
 
     .venv/bin/python scripts/gen_text_model.py > native_traps/src/text_model.rs
 """

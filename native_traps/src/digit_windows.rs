@@ -36,7 +36,9 @@
 //! ```
 //!
 //! (an unbounded quantity drops its term; subtraction saturates at 0), and
-//! merges the intervals that overlap, touch or lie less than [`MERGE_GAP`]
+//! drops an interval that is empty (its digits are too far apart for the
+//! length bound, so no match fits) and merges the intervals that overlap,
+//! touch or lie at most [`MERGE_GAP`]
 //! bytes apart into disjoint windows: a gap that small costs less to search
 //! than one more search call, and a window that covers more is still a
 //! window of the kind the proof below needs.
@@ -224,6 +226,11 @@ impl DigitShape {
                 (None, None) => unreachable!("a windowable shape bounds the end"),
             }
             .min(len);
+            // A cluster whose digits are too spread out for the length bound
+            // gives an empty (or reversed) interval: no match fits there.
+            if start >= end {
+                continue;
+            }
             // Both bounds only grow from one cluster to the next, so only the
             // last window can take the new interval in.
             match out.last_mut() {
@@ -562,6 +569,7 @@ impl Digits {
         }
         starts[count] = n;
         starts.truncate(count + 1);
+        starts.shrink_to_fit();
         self.clusters.insert(at, (gap, starts));
         at
     }

@@ -18,7 +18,7 @@
 //! of entry `x` is set when an anchor of bucket `8 * group + b` can have a
 //! byte folding to `x` at position `k`. One `vpermb` looks up 64 input
 //! bytes at once, so 64 start positions are tested per step with 32 lookups
-//! and 24 ANDs (64 buckets): a position is flagged when, in some bucket, all
+//! and 16 three-input logic ops (`vpternlogq`; 64 buckets): a position is flagged when, in some bucket, all
 //! four bytes from it are accepted. Only then are the input's next bytes
 //! looked up in an index of the anchors, and the keywords whose anchor they
 //! are compared with the input, exactly and ASCII case-insensitively; each

@@ -892,6 +892,28 @@ mod tests {
     }
 
     #[test]
+    fn digits_too_spread_out_for_the_length_bound_give_no_window() {
+        // k 4, L 14, G 10: a cluster of four digits 11 bytes apart is too
+        // long for any match, and its interval comes out reversed.
+        let trap = RegexTrap::compile(vec![RuleSpec::new(
+            "spread",
+            "c",
+            Severity::Notice,
+            "[0-9]x{10}[0-9]{3}|[0-9]{4}",
+        )])
+        .unwrap();
+        assert!(trap.rules[0].digit_shape.is_some());
+        let regexes = reference_regexes(&trap);
+        for body in [
+            &b"0xxxxxxxxxx1xxxxxxxxxx2xxxxxxxxxx3"[..],
+            b"0xxxxxxxxxx1xxxxxxxxxx2xxxxxxxxxx3 0xxxxxxxxxx123 4567",
+        ] {
+            assert_eq!(trap.scan(body), full_text_scan(&trap, &regexes, body));
+        }
+        assert_eq!(trap.scan(b"0xxxxxxxxxx123 4567").len(), 2);
+    }
+
+    #[test]
     fn windowed_scan_equals_full_text_scan_for_the_pii_pack() {
         let rules = pii_pack();
         assert!(rules.iter().filter(|r| r.batch.is_some()).count() >= 10);
