@@ -441,19 +441,51 @@ impl KeywordFilter {
     }
 }
 
+/// What the tests of both keyword filters compare: the ids a filter
+/// reports, and the ids Aho-Corasick finds, each sorted and deduplicated.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use aho_corasick::AhoCorasick;
 
-    fn present(filter: &KeywordFilter, data: &[u8]) -> Vec<usize> {
+    /// The ids that `scan` reports through its callback.
+    pub(crate) fn reported(scan: impl FnOnce(&mut dyn FnMut(usize) -> bool)) -> Vec<usize> {
         let mut out = Vec::new();
-        filter.for_each_present(data, |id| {
+        scan(&mut |id| {
             out.push(id);
             true
         });
         out.sort_unstable();
         out.dedup();
         out
+    }
+
+    /// The reference: an ASCII-case-insensitive automaton over `keywords`.
+    pub(crate) fn automaton<K: AsRef<[u8]>>(keywords: &[K]) -> AhoCorasick {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(keywords)
+            .unwrap()
+    }
+
+    /// The ids of the automaton's keywords that occur in `data`.
+    pub(crate) fn occurring(ac: &AhoCorasick, data: &[u8]) -> Vec<usize> {
+        let mut out: Vec<usize> = ac
+            .find_overlapping_iter(data)
+            .map(|m| m.pattern().as_usize())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{automaton, occurring, reported};
+    use super::*;
+
+    fn present(filter: &KeywordFilter, data: &[u8]) -> Vec<usize> {
+        reported(|found| filter.for_each_present(data, found))
     }
 
     #[test]
@@ -478,7 +510,6 @@ mod tests {
 
     #[test]
     fn agrees_with_aho_corasick_on_many_keywords() {
-        use aho_corasick::AhoCorasick;
         // A small deterministic generator: keywords of 1-20 bytes from a
         // narrow alphabet (so they overlap and collide), text from the same.
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
@@ -500,44 +531,25 @@ mod tests {
             .filter(|k| k.len() > 2 || k[0] == b'@')
             .collect();
         let filter = KeywordFilter::new(&keywords);
-        let ac = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(&keywords)
-            .unwrap();
+        let ac = automaton(&keywords);
         for len in [0, 1, 2, 3, 7, 64, 999] {
             for _ in 0..20 {
                 let data = pick(len);
-                let mut expected: Vec<usize> = ac
-                    .find_overlapping_iter(&data)
-                    .map(|m| m.pattern().as_usize())
-                    .collect();
-                expected.sort_unstable();
-                expected.dedup();
-                assert_eq!(present(&filter, &data), expected, "{data:?}");
+                assert_eq!(present(&filter, &data), occurring(&ac, &data), "{data:?}");
             }
         }
     }
 
     #[test]
     fn agrees_with_aho_corasick_on_every_prefix() {
-        use aho_corasick::AhoCorasick;
         let keywords = ["key", "sk-", "+", "://", "eyj", "(2", "secret_key", "q~"];
         let filter = KeywordFilter::new(&keywords);
-        let ac = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(keywords)
-            .unwrap();
+        let ac = automaton(&keywords);
         let text = b"my KEY is sk-1 and +44 (2) https://x eyJ Secret_Key q~ SK-";
         for end in 0..=text.len() {
             for start in 0..=end {
                 let data = &text[start..end];
-                let mut expected: Vec<usize> = ac
-                    .find_overlapping_iter(data)
-                    .map(|m| m.pattern().as_usize())
-                    .collect();
-                expected.sort_unstable();
-                expected.dedup();
-                assert_eq!(present(&filter, data), expected, "{data:?}");
+                assert_eq!(present(&filter, data), occurring(&ac, data), "{data:?}");
             }
         }
     }

@@ -644,31 +644,14 @@ impl KeywordTeddy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aho_corasick::AhoCorasick;
+    use crate::keyword_filter::test_support::{automaton, occurring, reported};
 
     fn present(filter: &KeywordTeddy, data: &[u8]) -> Vec<usize> {
-        let mut out = Vec::new();
-        filter.for_each_present(data, |id| {
-            out.push(id);
-            true
-        });
-        out.sort_unstable();
-        out.dedup();
-        out
+        reported(|found| filter.for_each_present(data, found))
     }
 
     fn expected(keywords: &[Vec<u8>], data: &[u8]) -> Vec<usize> {
-        let ac = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(keywords)
-            .unwrap();
-        let mut out: Vec<usize> = ac
-            .find_overlapping_iter(data)
-            .map(|m| m.pattern().as_usize())
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
+        occurring(&automaton(keywords), data)
     }
 
     fn skip_without_vbmi() -> bool {
