@@ -12,9 +12,16 @@
 //! * `L`: the longest match in bytes (`regex-syntax`'s `maximum_len`);
 //! * `A` (lead): the most bytes before the first digit of a match;
 //! * `Z` (trail): the most bytes after the last digit of a match;
-//! * `G` (gap): the most bytes between two consecutive digits of a match.
+//! * `G` (gap): the most bytes between two consecutive digits of a match;
+//! * the *gap bytes*: every byte that can lie between two consecutive
+//!   digits of a match (a card number: space and dash);
+//! * the *span bytes*: every byte a match can hold, digits included (an
+//!   IBAN: capitals, digits and space);
+//! * `M`: the shortest match in bytes (`minimum_len`).
 //!
-//! `L`, `A`, `Z` and `G` may be unbounded. A rule is *windowable* when
+//! The byte sets are over-approximations (a class with a character beyond
+//! ASCII adds every byte from `0x80` up), which only makes the windows
+//! larger. `L`, `A`, `Z` and `G` may be unbounded. A rule is *windowable* when
 //! `k >= 1`, `A` or `L` is bounded and `Z` or `L` is bounded (so that both
 //! ends of a window below are finite).
 //!
@@ -27,17 +34,20 @@
 //!
 //! Let the body's ASCII digits sit at ascending positions `pos[0..n)`, and
 //! split them into *clusters*: maximal runs `pos[f..=l]` in which
-//! consecutive digits are at most `G` bytes apart (a single cluster when `G`
-//! is unbounded). For every cluster with at least `k` digits,
-//! [`DigitShape::windows`] keeps the interval
+//! consecutive digits are at most `G` bytes apart (any distance when `G` is
+//! unbounded) with only gap bytes between them. For every cluster with at
+//! least `k` digits, [`DigitShape::windows`] keeps the interval
 //!
 //! ```text
 //! [ max(pos[f] - A, pos[f+k-1] + 1 - L),  min(pos[l+1-k] + L, pos[l] + 1 + Z, len) )
 //! ```
 //!
-//! (an unbounded quantity drops its term; subtraction saturates at 0), and
-//! drops an interval that is empty (its digits are too far apart for the
-//! length bound, so no match fits) and merges the intervals that overlap,
+//! (an unbounded quantity drops its term; subtraction saturates at 0),
+//! narrowed, when the span bytes are not every byte, to the maximal run of
+//! span bytes around the cluster (every byte from `pos[f]` to `pos[l]` is a
+//! digit or a gap byte, so a span byte). It drops an interval shorter than
+//! `M` (in particular an empty or reversed one: the cluster's digits are
+//! too far apart for the length bound) and merges the intervals that overlap,
 //! touch or lie at most [`MERGE_GAP`]
 //! bytes apart into disjoint windows: a gap that small costs less to search
 //! than one more search call, and a window that covers more is still a
@@ -49,13 +59,17 @@
 //! regex anywhere in the body (not only those a leftmost-first iteration
 //! reports). The digits inside it are consecutive entries of `pos`, say
 //! `pos[i..i+d)` with `d >= k`. Two consecutive ones have only bytes of the
-//! match between them, at most `G`, so all `d` are in one cluster
+//! match between them, at most `G`, all gap bytes, so all `d` are in one cluster
 //! `pos[f..=l]`: `f <= i` and `i + d - 1 <= l`, so `i + k - 1 <= l`. Then
 //! `s >= pos[i] - A >= pos[f] - A` (at most `A` bytes before the first
 //! digit), `s >= e - L >= pos[i+k-1] + 1 - L >= pos[f+k-1] + 1 - L`,
 //! `e <= s + L <= pos[i] + L <= pos[l+1-k] + L` and
 //! `e <= pos[i+d-1] + 1 + Z <= pos[l] + 1 + Z` (at most `Z` bytes after the
-//! last digit): `[s, e)` lies inside the cluster's interval. A match is
+//! last digit): `[s, e)` lies inside the cluster's interval. Every byte of
+//! the match is a span byte and the match holds `pos[i]`, so it lies inside
+//! the run of span bytes around `pos[i]`, which is the run around the
+//! cluster; and it is at least `M` long, so the narrowed interval is too.
+//! A match is
 //! never empty (it holds `k >= 1` digits), so it lies inside exactly one of
 //! the disjoint windows: the one holding its start. In particular every
 //! match that *starts* inside window `[a, b)` also ends by `b`, and no match
@@ -79,13 +93,18 @@
 //! reports exactly the matches of one leftmost-first iteration over the
 //! whole body, in the same order.
 //!
-//! The digits of a body are found once per scan ([`Digits`]), and so are
-//! its clusters for each gap bound `G` that a candidate rule asks for; a
-//! rule's windows then cost one step per cluster.
+//! The digits of a body are found once per scan, as bit masks ([`Digits`]),
+//! and most of the body is ruled out with masks before any digit is taken
+//! one by one ([`Narrowing`]): a cluster of a rule that allows only
+//! separator bytes between digits lies in a run of the *tight* mask at
+//! least `k` long, and a match made of few kinds of bytes in a run of them
+//! at least `M` long. Only inside such runs are the clusters built.
 
 use std::ops::Range;
 
 use regex_syntax::hir::{Class, Hir, HirKind};
+
+use crate::byte_mask;
 
 /// Windows closer than this many bytes are searched as one: one search call
 /// (about 90 ns) costs about as much as 32 bytes of the lazy DFA's scan.
@@ -143,7 +162,59 @@ pub struct DigitShape {
     pub trail: Option<usize>,
     /// `G`: no match has more bytes between two consecutive digits.
     pub gap: Option<usize>,
+    /// The only bytes besides digits that can lie between two consecutive
+    /// digits of a match.
+    pub gap_bytes: ByteSet,
+    /// The only bytes a match can hold (digits included).
+    pub span_bytes: ByteSet,
+    /// `M`: no match is shorter than this many bytes.
+    pub min_len: usize,
+    /// How the clusters are looked for.
+    pub narrowing: Narrowing,
 }
+
+/// How [`Digits`] narrows down where the clusters of a rule can lie before
+/// it takes the digits one by one (see there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Narrowing {
+    /// In the runs of the tight mask at least `k` long: the rule allows
+    /// only tight separator bytes between digits, and `k` is at least
+    /// [`TIGHT_RUN_MIN`].
+    Tight,
+    /// In the runs at least `M` long (at least [`SPAN_RUN_MIN`]) of bytes in
+    /// these ranges (unused slots `(1, 0)`, empty): the bytes a match can
+    /// hold, when they are that simple.
+    Span([(u8, u8); SPAN_RANGES]),
+    /// Nowhere when no two digits are at most `G` bytes apart (`k` is at
+    /// least 2 and `G` below 63), else in the whole body.
+    Pairs,
+    /// In the whole body.
+    Whole,
+}
+
+impl Narrowing {
+    /// The narrowing for a shape with these bounds.
+    fn of(shape: &DigitShape) -> Self {
+        let k = shape.min_digits;
+        if shape.gap_bytes.is_subset(&TIGHT_BYTES) && k >= TIGHT_RUN_MIN {
+            Self::Tight
+        } else if let Some(ranges) = shape
+            .span_bytes
+            .ranges()
+            .filter(|_| (SPAN_RUN_MIN..=LONG_RUN_MAX).contains(&shape.min_len))
+        {
+            Self::Span(ranges)
+        } else if k >= 2 && shape.gap.is_some_and(|gap| gap < LONG_RUN_MAX - 1) {
+            Self::Pairs
+        } else {
+            Self::Whole
+        }
+    }
+}
+
+/// The most byte ranges a span set may have for [`Digits`] to look for long
+/// runs of its bytes first.
+pub const SPAN_RANGES: usize = 4;
 
 /// Whether [`DigitShape::windows`] produced windows worth searching one by
 /// one.
@@ -185,9 +256,22 @@ impl DigitShape {
             marker,
             min_digits,
             max_len,
-            lead: within(layout.lead, 1),
-            trail: within(layout.trail, 1),
-            gap: within(layout.gap, 2),
+            lead: within(layout.lead.most, 1),
+            trail: within(layout.trail.most, 1),
+            gap: within(layout.gap.most, 2),
+            gap_bytes: layout.gap.bytes,
+            span_bytes: layout
+                .lead
+                .bytes
+                .union(layout.gap.bytes)
+                .union(layout.trail.bytes)
+                .union(ByteSet::range(marker.range().0, marker.range().1)),
+            min_len: hir.properties().minimum_len().unwrap_or(0),
+            narrowing: Narrowing::Whole,
+        };
+        let shape = Self {
+            narrowing: Narrowing::of(&shape),
+            ..shape
         };
         let start_bounded = shape.lead.is_some() || shape.max_len.is_some();
         let end_bounded = shape.trail.is_some() || shape.max_len.is_some();
@@ -197,38 +281,48 @@ impl DigitShape {
     /// Write to `out` (cleared first) the disjoint, ascending windows of the
     /// body described by `digits` outside which no match of the rule can
     /// lie, and say whether they are worth searching one by one.
-    pub fn windows(&self, digits: &mut Digits, out: &mut Vec<Range<usize>>) -> Coverage {
+    pub fn windows(&self, digits: &mut Digits<'_>, out: &mut Vec<Range<usize>>) -> Coverage {
         out.clear();
-        let k = self.min_digits;
-        let len = digits.len;
-        let clusters = digits.clusters(self.gap);
-        let pos = &digits.positions;
-        // Cluster `c` is `pos[starts[c]..starts[c + 1]]`.
-        for bounds in digits.clusters[clusters].1.windows(2) {
-            let (f, l) = (bounds[0], bounds[1] - 1);
-            if l + 1 < f + k {
-                continue;
-            }
-            let start = match (self.lead, self.max_len) {
-                (Some(lead), Some(max_len)) => pos[f]
+        let clusters = digits.clusters(self);
+        let data = digits.data;
+        let len = data.len();
+        let confined = self.span_bytes != ByteSet::ALL;
+        for &[first, kth, kth_last, last] in &digits.clusters[clusters].1 {
+            let mut start = match (self.lead, self.max_len) {
+                (Some(lead), Some(max_len)) => first
                     .saturating_sub(lead)
-                    .max((pos[f + k - 1] + 1).saturating_sub(max_len)),
-                (Some(lead), None) => pos[f].saturating_sub(lead),
-                (None, Some(max_len)) => (pos[f + k - 1] + 1).saturating_sub(max_len),
+                    .max((kth + 1).saturating_sub(max_len)),
+                (Some(lead), None) => first.saturating_sub(lead),
+                (None, Some(max_len)) => (kth + 1).saturating_sub(max_len),
                 (None, None) => unreachable!("a windowable shape bounds the start"),
             };
-            let end = match (self.max_len, self.trail) {
+            let mut end = match (self.max_len, self.trail) {
                 (Some(max_len), Some(trail)) => {
-                    (pos[l + 1 - k].saturating_add(max_len)).min((pos[l] + 1).saturating_add(trail))
+                    (kth_last.saturating_add(max_len)).min((last + 1).saturating_add(trail))
                 }
-                (Some(max_len), None) => pos[l + 1 - k].saturating_add(max_len),
-                (None, Some(trail)) => (pos[l] + 1).saturating_add(trail),
+                (Some(max_len), None) => kth_last.saturating_add(max_len),
+                (None, Some(trail)) => (last + 1).saturating_add(trail),
                 (None, None) => unreachable!("a windowable shape bounds the end"),
             }
             .min(len);
+            if confined {
+                // A match lies in the run of `span_bytes` around its digits,
+                // which holds the whole cluster (see the module docs).
+                let mut run_start = first;
+                while run_start > start && self.span_bytes.contains(data[run_start - 1]) {
+                    run_start -= 1;
+                }
+                let mut run_end = last + 1;
+                while run_end < end && self.span_bytes.contains(data[run_end]) {
+                    run_end += 1;
+                }
+                start = start.max(run_start);
+                end = end.min(run_end);
+            }
             // A cluster whose digits are too spread out for the length bound
-            // gives an empty (or reversed) interval: no match fits there.
-            if start >= end {
+            // gives an empty (or reversed) interval, and a run too short
+            // for the shortest match a short one: no match fits there.
+            if start >= end || end - start < self.min_len {
                 continue;
             }
             // Both bounds only grow from one cluster to the next, so only the
@@ -360,26 +454,195 @@ impl Most {
     }
 }
 
-/// Where the digits sit in the strings a piece of a pattern matches.
+/// A set of byte values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    /// No byte.
+    pub const EMPTY: Self = Self([0; 4]);
+    /// Every byte.
+    pub const ALL: Self = Self([u64::MAX; 4]);
+
+    /// The bytes `first..=last`.
+    fn range(first: u8, last: u8) -> Self {
+        let mut set = Self::EMPTY;
+        for b in first..=last {
+            set.0[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+        set
+    }
+
+    /// The bytes of `bytes`.
+    fn of_slice(bytes: &[u8]) -> Self {
+        bytes
+            .iter()
+            .fold(Self::EMPTY, |set, &b| set.union(Self::range(b, b)))
+    }
+
+    /// The bytes that the UTF-8 or byte strings `class` matches can hold.
+    /// A character beyond ASCII adds every byte from `0x80` up (a superset
+    /// of its encoding).
+    fn of_class(class: &Class) -> Self {
+        match class {
+            Class::Bytes(bytes) => bytes.ranges().iter().fold(Self::EMPTY, |set, r| {
+                set.union(Self::range(r.start(), r.end()))
+            }),
+            Class::Unicode(unicode) => unicode.ranges().iter().fold(Self::EMPTY, |set, r| {
+                let ascii = match (u8::try_from(r.start()), u8::try_from(r.end())) {
+                    (Ok(first), Ok(last)) if last < 0x80 => Self::range(first, last),
+                    (Ok(first), _) if first < 0x80 => {
+                        Self::range(first, 0x7f).union(Self::range(0x80, 0xff))
+                    }
+                    _ => Self::range(0x80, 0xff),
+                };
+                set.union(ascii)
+            }),
+        }
+    }
+
+    /// Whether every byte of the set is in `other`.
+    pub const fn is_subset(&self, other: &Self) -> bool {
+        let (a, b) = (self.0, other.0);
+        a[0] & !b[0] == 0 && a[1] & !b[1] == 0 && a[2] & !b[2] == 0 && a[3] & !b[3] == 0
+    }
+
+    /// The set as at most [`SPAN_RANGES`] ranges `(first, last)` (unused
+    /// slots `(1, 0)`), or `None` when it has more (or is every byte).
+    fn ranges(&self) -> Option<[(u8, u8); SPAN_RANGES]> {
+        if *self == Self::ALL {
+            return None;
+        }
+        let mut ranges = [(1, 0); SPAN_RANGES];
+        let mut count = 0;
+        let mut b = 0usize;
+        while b < 256 {
+            // Lossless: below 256.
+            #[allow(clippy::cast_possible_truncation)]
+            let first = b as u8;
+            if !self.contains(first) {
+                b += 1;
+                continue;
+            }
+            let mut last = first;
+            while last < 255 && self.contains(last + 1) {
+                last += 1;
+            }
+            if count == SPAN_RANGES {
+                return None;
+            }
+            ranges[count] = (first, last);
+            count += 1;
+            b = usize::from(last) + 1;
+        }
+        Some(ranges)
+    }
+
+    /// Whether `b` is in the set.
+    #[inline]
+    pub const fn contains(&self, b: u8) -> bool {
+        self.0[(b >> 6) as usize] & (1 << (b & 63)) != 0
+    }
+
+    /// The bytes in either set.
+    #[must_use]
+    pub const fn union(self, other: Self) -> Self {
+        let (a, b) = (self.0, other.0);
+        Self([a[0] | b[0], a[1] | b[1], a[2] | b[2], a[3] | b[3]])
+    }
+
+    /// The set without the bytes of `marker`.
+    #[must_use]
+    fn without(mut self, marker: Marker) -> Self {
+        let (first, last) = marker.range();
+        for b in first..=last {
+            self.0[usize::from(b >> 6)] &= !(1 << (b & 63));
+        }
+        self
+    }
+}
+
+/// A byte count bound over a set of strings ([`Most`]) and the bytes those
+/// strings can hold: the count says how far apart, the set what may lie in
+/// between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stretch {
+    most: Most,
+    bytes: ByteSet,
+}
+
+impl Stretch {
+    /// No string.
+    const NEVER: Self = Self {
+        most: Most::Never,
+        bytes: ByteSet::EMPTY,
+    };
+    /// Only the empty string.
+    const NONE: Self = Self {
+        most: Most::At(0),
+        bytes: ByteSet::EMPTY,
+    };
+
+    /// Strings of exactly `bytes`.
+    fn of(bytes: &[u8]) -> Self {
+        Self {
+            most: Most::At(bytes.len()),
+            bytes: ByteSet::of_slice(bytes),
+        }
+    }
+
+    /// Either set of strings.
+    fn max(self, other: Self) -> Self {
+        Self {
+            most: self.most.max(other.most),
+            bytes: self.bytes.union(other.bytes),
+        }
+    }
+
+    /// One string of each set, one after the other.
+    fn plus(self, other: Self) -> Self {
+        match self.most.plus(other.most) {
+            Most::Never => Self::NEVER,
+            most => Self {
+                most,
+                bytes: self.bytes.union(other.bytes),
+            },
+        }
+    }
+
+    /// Up to `copies` strings of the set in a row.
+    fn up_to(self, copies: Option<u32>) -> Self {
+        match self.most.up_to(copies) {
+            Most::At(0) => Self::NONE,
+            most => Self {
+                most,
+                bytes: self.bytes,
+            },
+        }
+    }
+}
+
+/// Where the digits sit in the strings a piece of a pattern matches, and
+/// which other bytes can sit there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Layout {
-    /// Longest string without a digit.
-    plain: Most,
-    /// Most bytes before the first digit, over the strings with a digit.
-    lead: Most,
-    /// Most bytes after the last digit, over the strings with a digit.
-    trail: Most,
-    /// Most bytes between two consecutive digits of one string.
-    gap: Most,
+    /// The strings without a digit.
+    plain: Stretch,
+    /// What comes before the first digit, over the strings with a digit.
+    lead: Stretch,
+    /// What comes after the last digit, over the strings with a digit.
+    trail: Stretch,
+    /// What comes between two consecutive digits of one string.
+    gap: Stretch,
 }
 
 impl Layout {
     /// The layout of the empty string.
     const EMPTY: Self = Self {
-        plain: Most::At(0),
-        lead: Most::Never,
-        trail: Most::Never,
-        gap: Most::Never,
+        plain: Stretch::NONE,
+        lead: Stretch::NEVER,
+        trail: Stretch::NEVER,
+        gap: Stretch::NEVER,
     };
 
     /// Upper bounds for the strings `hir` matches (look-around ignored).
@@ -389,22 +652,25 @@ impl Layout {
             HirKind::Literal(literal) => Self::of_bytes(&literal.0, marker),
             HirKind::Class(class) => {
                 let digit = if has_ascii_digit(class, marker) {
-                    Most::At(0)
+                    Stretch::NONE
                 } else {
-                    Most::Never
+                    Stretch::NEVER
                 };
                 Self {
                     // A class matches one character; a non-ASCII one holds
                     // no ASCII digit byte (UTF-8 continuation bytes are
                     // >= 0x80).
                     plain: if only_ascii_digits(class, marker) {
-                        Most::Never
+                        Stretch::NEVER
                     } else {
-                        class.maximum_len().map_or(Most::Never, Most::At)
+                        class.maximum_len().map_or(Stretch::NEVER, |len| Stretch {
+                            most: Most::At(len),
+                            bytes: ByteSet::of_class(class).without(marker),
+                        })
                     },
                     lead: digit,
                     trail: digit,
-                    gap: Most::Never,
+                    gap: Stretch::NEVER,
                 }
             }
             HirKind::Repetition(repetition) => {
@@ -414,9 +680,9 @@ impl Layout {
                     return Self::EMPTY;
                 }
                 let fewer = |n: u32| max.map(|m| m.saturating_sub(n));
-                let plain = match (repetition.min, sub.plain) {
-                    (0, _) => Most::At(0).max(sub.plain.up_to(max)),
-                    (_, Most::Never) => Most::Never,
+                let plain = match (repetition.min, sub.plain.most) {
+                    (0, _) => Stretch::NONE.max(sub.plain.up_to(max)),
+                    (_, Most::Never) => Stretch::NEVER,
                     _ => sub.plain.up_to(max),
                 };
                 // The first (last) digit is in some copy, after (before) up
@@ -427,7 +693,7 @@ impl Layout {
                     lead: sub.plain.up_to(fewer(1)).plus(sub.lead),
                     trail: sub.trail.plus(sub.plain.up_to(fewer(1))),
                     gap: sub.gap.max(if max == Some(1) {
-                        Most::Never
+                        Stretch::NEVER
                     } else {
                         sub.trail.plus(sub.plain.up_to(fewer(2))).plus(sub.lead)
                     }),
@@ -449,16 +715,16 @@ impl Layout {
         let digits: Vec<usize> = (0..bytes.len()).filter(|&i| marker.is(bytes[i])).collect();
         match (digits.first(), digits.last()) {
             (Some(&first), Some(&last)) => Self {
-                plain: Most::Never,
-                lead: Most::At(first),
-                trail: Most::At(bytes.len() - 1 - last),
+                plain: Stretch::NEVER,
+                lead: Stretch::of(&bytes[..first]),
+                trail: Stretch::of(&bytes[last + 1..]),
                 gap: digits
                     .windows(2)
-                    .map(|pair| Most::At(pair[1] - pair[0] - 1))
-                    .fold(Most::Never, Most::max),
+                    .map(|pair| Stretch::of(&bytes[pair[0] + 1..pair[1]]))
+                    .fold(Stretch::NEVER, Stretch::max),
             },
             _ => Self {
-                plain: Most::At(bytes.len()),
+                plain: Stretch::of(bytes),
                 ..Self::EMPTY
             },
         }
@@ -485,122 +751,332 @@ impl Layout {
     }
 }
 
-/// The ASCII digits of one body and, on demand, their clusters.
-#[derive(Debug)]
-pub struct Digits {
-    /// Positions of the digits, ascending.
-    positions: Vec<usize>,
-    /// Length of the body in bytes.
-    len: usize,
-    /// The clusters computed so far, by ascending gap bound (`None`,
-    /// unbounded, last): for each, the index in `positions` of the first
-    /// digit of every cluster, then `positions.len()`.
-    clusters: Vec<(Option<usize>, Vec<usize>)>,
+/// The separator bytes of tight regions: every byte below `'0'` (ASCII
+/// control characters, white space and `!#$%&'()*+-./`) and from `0x80` up
+/// (UTF-8 beyond ASCII, such as Unicode spaces), except
+/// [`TIGHT_EXCEPT`]. Letters, the neighbours of digits in hashes and
+/// identifiers, are left out; so are the quote and the comma, which
+/// separate the numbers of JSON and CSV.
+const TIGHT_BELOW: u8 = b'0';
+
+/// See [`TIGHT_BELOW`].
+const TIGHT_EXCEPT: [u8; 2] = [b'"', b','];
+
+/// The separator bytes of [`TIGHT_BELOW`] as a set.
+const TIGHT_BYTES: ByteSet = ByteSet([
+    ((1 << TIGHT_BELOW) - 1) & !(1 << TIGHT_EXCEPT[0]) & !(1 << TIGHT_EXCEPT[1]),
+    0,
+    u64::MAX,
+    u64::MAX,
+]);
+
+/// The longest run [`long_runs`] looks for: a window of that many bytes
+/// from a start in one 64-byte word must fit in that word and the next.
+const LONG_RUN_MAX: usize = 64;
+
+/// The shortest runs of the tight mask that are kept: a rule with fewer
+/// digits in a match looks at the whole body.
+const TIGHT_RUN_MIN: usize = 4;
+
+/// The shortest span runs worth looking for: shorter ones are too common
+/// in text to narrow a search down.
+const SPAN_RUN_MIN: usize = 8;
+
+/// The masks of `data`, one `u64` per 64 bytes (bit `j` of word `w` for
+/// byte `64 * w + j`), of the bytes in any of `ranges`, then one zero word.
+fn masks_of(data: &[u8], ranges: &[(u8, u8)]) -> Vec<u64> {
+    masks_with(data, |block| byte_mask::in_ranges(block, ranges))
 }
 
-impl Digits {
+/// The masks of `data` (as [`masks_of`]) that `mask_of` gives for each
+/// 64-byte block (the last one padded with zeros).
+fn masks_with(data: &[u8], mask_of: impl Fn(&[u8; 64]) -> u64) -> Vec<u64> {
+    let mut masks = Vec::with_capacity(data.len() / 64 + 2);
+    let mut blocks = data.chunks_exact(64);
+    masks.extend((&mut blocks).map(|block| mask_of(block.try_into().expect("64 bytes"))));
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let mut padded = [0u8; 64];
+        padded[..tail.len()].copy_from_slice(tail);
+        // The padding is not data, whatever the ranges.
+        masks.push(mask_of(&padded) & ((1 << tail.len()) - 1));
+    }
+    masks.push(0);
+    masks
+}
+
+/// The maximal runs of set bits of `masks` (as from [`masks_of`]) that are
+/// at least `min_len` (1 to [`LONG_RUN_MAX`]) long, as `(start, end)`.
+///
+/// A run of `min_len` starts at bit `p` of a word when bits `p..p +
+/// min_len` of that word and the next are all set, which a few shifts and
+/// ands over the two words tell for all 64 starts at once. Only the words
+/// with such a start are looked at bit by bit.
+fn long_runs(masks: &[u64], min_len: usize) -> Vec<(usize, usize)> {
+    debug_assert!((1..=LONG_RUN_MAX).contains(&min_len));
+    let steps = doubling_steps(min_len - 1);
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for w in 0..masks.len() - 1 {
+        let word = masks[w];
+        if word == 0 {
+            continue;
+        }
+        // Bit `p`: bits `p..p + min_len` all set within the word ...
+        let mut starts = steps
+            .iter()
+            .fold(word, |starts, &step| starts & (starts >> step));
+        // ... or the word's last run, continued in the next word, is long
+        // enough.
+        let last = word.leading_ones() as usize;
+        if last > 0 && last < min_len && last + masks[w + 1].trailing_ones() as usize >= min_len {
+            starts |= 1 << (64 - last);
+        }
+        // Starts inside a run found from an earlier word add nothing.
+        if let Some(&(_, end)) = runs.last() {
+            starts &= after(end, w);
+        }
+        while starts != 0 {
+            let at = 64 * w + starts.trailing_zeros() as usize;
+            let (start, end) = run_around(masks, at);
+            runs.push((start, end));
+            starts &= after(end, w);
+        }
+    }
+    runs
+}
+
+/// Shifts that, applied in turn as `x &= x >> step` (or `|=`), combine
+/// each bit with the `span` bits above it: doubling the covered width each
+/// time, the last step only as far as needed.
+fn doubling_steps(span: usize) -> Vec<u32> {
+    let mut steps = Vec::new();
+    let mut covered = 0;
+    while covered < span {
+        let step = (covered + 1).min(span - covered);
+        // Lossless: below 64.
+        #[allow(clippy::cast_possible_truncation)]
+        steps.push(step as u32);
+        covered += step;
+    }
+    steps
+}
+
+/// The maximal run of set bits of `masks` (which ends with a zero word)
+/// around the set bit `at`, as `(start, end)`.
+fn run_around(masks: &[u64], at: usize) -> (usize, usize) {
+    let mut w = at >> 6;
+    let mut unset = !masks[w] & after(at, w);
+    while unset == 0 {
+        w += 1;
+        unset = !masks[w];
+    }
+    let end = 64 * w + unset.trailing_zeros() as usize;
+    let mut w = at >> 6;
+    let mut unset = !masks[w] & !after(at, w);
+    while unset == 0 && w > 0 {
+        w -= 1;
+        unset = !masks[w];
+    }
+    let start = if unset == 0 {
+        0
+    } else {
+        64 * w + 64 - unset.leading_zeros() as usize
+    };
+    (start, end)
+}
+
+/// The bits of word `w` at positions `end` and later.
+#[inline]
+fn after(end: usize, w: usize) -> u64 {
+    match end.checked_sub(64 * w) {
+        Some(inside @ 0..64) => !((1 << inside) - 1),
+        Some(_) => 0,
+        None => u64::MAX,
+    }
+}
+
+/// For every set bit of `from`, the set bits of `through` from there on
+/// up to the first unset one, and the bit after it, as `from` itself
+/// (bitstream "MatchStar": one addition per word carries each start
+/// through its run).
+fn match_star(from: &[u64], through: &[u64]) -> Vec<u64> {
+    let mut carry = 0;
+    from.iter()
+        .zip(through)
+        .map(|(&m, &c)| {
+            let (sum, over) = (m & c).overflowing_add(c);
+            let (sum, over_carry) = sum.overflowing_add(carry);
+            carry = u64::from(over | over_carry);
+            (sum ^ c) | m
+        })
+        .collect()
+}
+
+/// A cluster of digits, by the positions of the four digits that bound
+/// its windows: the first, the `k`-th, the `k`-th from last, the last.
+type Cluster = [usize; 4];
+
+/// What the clusters of a rule depend on: `G`, the bytes allowed between two
+/// digits, `k` (clusters with fewer digits are left out), the narrowing and
+/// `M`.
+type ClusterKey = (Option<usize>, ByteSet, usize, Narrowing, usize);
+
+/// The digits (bytes of a [`Marker`]) of one body and, on demand, the
+/// clusters of each rule.
+///
+/// Finding a rule's clusters digit by digit costs a few nanoseconds per
+/// digit, and code, JSON and hashes hold a digit every twenty bytes or
+/// less, so most of a body is first ruled out with masks, 64 bytes at a
+/// time:
+///
+/// * a rule whose gap bytes are all separator bytes ([`TIGHT_BELOW`])
+///   (card, SSN and phone numbers, IPv4 addresses) has every cluster inside
+///   a run of the *tight* mask: digits, and runs of separator bytes that
+///   follow a digit. A cluster of `k` digits needs such a run of at least
+///   `k` bytes; in hashes, UUIDs and identifiers letters cut the runs
+///   short;
+/// * a rule whose matches hold few kinds of bytes (an IBAN: capitals,
+///   digits, spaces) has every match inside a run of those bytes at least
+///   `M` long;
+/// * any other rule looks at the whole body.
+///
+/// Only inside those runs are the digits taken one by one.
+#[derive(Debug)]
+pub struct Digits<'a> {
+    /// The body.
+    data: &'a [u8],
+    /// The marker bytes, as from [`masks_of`].
+    masks: Vec<u64>,
+    /// The runs of the tight mask at least [`TIGHT_RUN_MIN`] long, once
+    /// computed.
+    tight: Option<Vec<(usize, usize)>>,
+    /// The clusters computed so far.
+    clusters: Vec<(ClusterKey, Vec<Cluster>)>,
+}
+
+impl<'a> Digits<'a> {
     /// Find the digits (bytes of `marker`) of `data`.
-    pub fn new(data: &[u8], marker: Marker) -> Self {
-        let mut positions = Vec::with_capacity(data.len() / 16);
-        let mut blocks = data.chunks_exact(64);
-        for (b, block) in (&mut blocks).enumerate() {
-            push_digits(
-                marker,
-                b * 64,
-                block.try_into().expect("64 bytes"),
-                &mut positions,
-            );
-        }
-        let tail = blocks.remainder();
-        if !tail.is_empty() {
-            let mut padded = [0u8; 64];
-            padded[..tail.len()].copy_from_slice(tail);
-            push_digits(marker, data.len() - tail.len(), &padded, &mut positions);
-        }
+    pub fn new(data: &'a [u8], marker: Marker) -> Self {
+        let (first, last) = marker.range();
         Self {
-            positions,
-            len: data.len(),
+            data,
+            masks: masks_of(data, &[(first, last)]),
+            tight: None,
             clusters: Vec::new(),
         }
     }
 
-    /// The index in `self.clusters` of the clusters for gap bound `gap`,
-    /// computed now if needed: from the clusters of the largest smaller
-    /// bound already known (each of its clusters lies within one of the new
-    /// ones, so only its starts can start a new one), else from the digits.
-    fn clusters(&mut self, gap: Option<usize>) -> usize {
-        // `None` (unbounded) orders after every bound.
-        let key = |bound: Option<usize>| bound.map_or((1, 0), |g| (0, g));
-        let at = self
-            .clusters
-            .partition_point(|(known, _)| key(*known) < key(gap));
-        if self
-            .clusters
-            .get(at)
-            .is_some_and(|(known, _)| *known == gap)
-        {
-            return at;
+    /// The runs of the tight mask at least [`TIGHT_RUN_MIN`] long: digits,
+    /// and the runs of tight separator bytes right after a digit.
+    fn tight_runs(&mut self) -> &[(usize, usize)] {
+        self.tight.get_or_insert_with(|| {
+            let separators = masks_with(self.data, |block| {
+                byte_mask::below_or_high_except(block, TIGHT_BELOW, &TIGHT_EXCEPT)
+            });
+            // The bytes right after a digit, carried through runs of
+            // separators.
+            let mut carry = 0;
+            let next: Vec<u64> = self
+                .masks
+                .iter()
+                .map(|&m| {
+                    let moved = (m << 1) | carry;
+                    carry = m >> 63;
+                    moved
+                })
+                .collect();
+            let tight: Vec<u64> = match_star(&next, &separators)
+                .iter()
+                .zip(&separators)
+                .zip(&self.masks)
+                .map(|((&reach, &separator), &digit)| digit | (reach & separator))
+                .collect();
+            long_runs(&tight, TIGHT_RUN_MIN)
+        })
+    }
+
+    /// Whether two digits are at most `gap` (below 63) bytes apart.
+    fn close_pairs(&self, gap: usize) -> bool {
+        let steps = doubling_steps(gap);
+        self.masks.windows(2).any(|pair| {
+            if pair[0] == 0 {
+                return false;
+            }
+            // Bit `p` of `near`: a digit at `p + 1 ..= p + gap + 1`.
+            let x = u128::from(pair[0]) | (u128::from(pair[1]) << 64);
+            let near = steps
+                .iter()
+                .fold(x >> 1, |near, &step| near | (near >> step));
+            // Lossless: the low 64 bits.
+            #[allow(clippy::cast_possible_truncation)]
+            let near = near as u64;
+            pair[0] & near != 0
+        })
+    }
+
+    /// The positions of the digits in `start..end`, ascending.
+    fn positions(&self, start: usize, end: usize, out: &mut Vec<usize>) {
+        out.clear();
+        if start >= end {
+            return;
         }
-        let pos = &self.positions;
-        let n = pos.len();
-        if n == 0 {
-            self.clusters.insert(at, (gap, Vec::new()));
-            return at;
-        }
-        // The starts of the finer clusters, without 0 and the end marker.
-        let finer: Option<&[usize]> = at.checked_sub(1).map(|finer| {
-            let starts = &self.clusters[finer].1;
-            &starts[1..starts.len() - 1]
-        });
-        let mut starts = vec![0; n + 1];
-        let mut count = 1;
-        if let Some(gap) = gap {
-            // Digit `i` starts a cluster when more than `gap` bytes lie
-            // between it and digit `i - 1`. Written branch-free: the slot
-            // is kept only when it does.
-            let mut consider = |i: usize| {
-                starts[count] = i;
-                count += usize::from(pos[i] - pos[i - 1] - 1 > gap);
-            };
-            match finer {
-                Some(candidates) => candidates.iter().copied().for_each(&mut consider),
-                None => (1..n).for_each(&mut consider),
+        for w in start >> 6..=(end - 1) >> 6 {
+            let mut bits = self.masks[w] & after(start, w) & !after(end, w);
+            while bits != 0 {
+                // Lossless: at most 63.
+                out.push(64 * w + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
             }
         }
-        starts[count] = n;
-        starts.truncate(count + 1);
-        starts.shrink_to_fit();
-        self.clusters.insert(at, (gap, starts));
-        at
     }
-}
 
-/// Push `base + j` for each digit (byte of `marker`) `block[j]`. The flags are computed
-/// branch-free over fixed-size arrays, which the compiler vectorises; a
-/// block without digits (most of them in prose) stops there. Else one
-/// multiplication per 8 flag bytes (each 0 or 1) gathers them into 8 bits:
-/// flag byte `j` lands on bit `56 + j`, and no two partial products meet, so
-/// nothing carries.
-#[inline]
-fn push_digits(marker: Marker, base: usize, block: &[u8; 64], out: &mut Vec<usize>) {
-    let mut flags = [0u8; 64];
-    for (flag, &byte) in flags.iter_mut().zip(block) {
-        *flag = u8::from(marker.is(byte));
-    }
-    if flags.iter().fold(0, |any, &flag| any | flag) == 0 {
-        return;
-    }
-    let mut bits = flags
-        .chunks_exact(8)
-        .enumerate()
-        .fold(0u64, |bits, (group, eight)| {
-            let eight = u64::from_le_bytes(eight.try_into().expect("8 bytes"));
-            bits | ((eight.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * group))
-        });
-    while bits != 0 {
-        // Lossless: at most 63.
-        out.push(base + bits.trailing_zeros() as usize);
-        bits &= bits - 1;
+    /// The index in `self.clusters` of the clusters of `shape` (those with
+    /// at least `k` digits, consecutive ones at most `G` bytes apart with
+    /// only its gap bytes between), computed now if needed.
+    fn clusters(&mut self, shape: &DigitShape) -> usize {
+        let (gap, between, k) = (shape.gap, shape.gap_bytes, shape.min_digits);
+        let key = (gap, between, k, shape.narrowing, shape.min_len);
+        if let Some(at) = self.clusters.iter().position(|(known, _)| *known == key) {
+            return at;
+        }
+        let regions = if self.masks.iter().all(|&m| m == 0) {
+            Vec::new()
+        } else {
+            match shape.narrowing {
+                Narrowing::Tight => self
+                    .tight_runs()
+                    .iter()
+                    .copied()
+                    .filter(|&(start, end)| end - start >= k)
+                    .collect(),
+                Narrowing::Span(ranges) => long_runs(&masks_of(self.data, &ranges), shape.min_len),
+                Narrowing::Pairs if !self.close_pairs(gap.unwrap_or(0)) => Vec::new(),
+                Narrowing::Pairs | Narrowing::Whole => vec![(0, self.data.len())],
+            }
+        };
+        let mut found = Vec::new();
+        let mut pos = Vec::new();
+        for (start, end) in regions {
+            self.positions(start, end, &mut pos);
+            let mut first = 0;
+            for i in 1..=pos.len() {
+                let joined = i < pos.len() && {
+                    let (last, next) = (pos[i - 1], pos[i]);
+                    gap.is_none_or(|gap| next - last - 1 <= gap)
+                        && self.data[last + 1..next]
+                            .iter()
+                            .all(|&b| between.contains(b))
+                };
+                if !joined {
+                    if i - first >= k {
+                        found.push([pos[first], pos[first + k - 1], pos[i - k], pos[i - 1]]);
+                    }
+                    first = i;
+                }
+            }
+        }
+        self.clusters.push((key, found));
+        self.clusters.len() - 1
     }
 }
 
@@ -686,7 +1162,7 @@ mod tests {
         // Colons are found as digits are.
         let data = b"fe80::1 and 10:30:00, a:b";
         let expected: Vec<usize> = (0..data.len()).filter(|&i| data[i] == b':').collect();
-        assert_eq!(Digits::new(data, Marker::Colon).positions, expected);
+        assert_eq!(positions(&Digits::new(data, Marker::Colon)), expected);
         assert!(Marker::ALL.iter().all(|m| Marker::ALL[m.index()] == *m));
     }
 
@@ -765,7 +1241,7 @@ mod tests {
                 .collect();
             let expected: Vec<usize> = (0..len).filter(|&i| data[i] == b'5').collect();
             assert_eq!(
-                Digits::new(&data, Marker::Digit).positions,
+                positions(&Digits::new(&data, Marker::Digit)),
                 expected,
                 "len {len}"
             );
@@ -775,34 +1251,42 @@ mod tests {
         let expected: Vec<usize> = (0..all.len())
             .filter(|&i| all[i].is_ascii_digit())
             .collect();
-        assert_eq!(Digits::new(&all, Marker::Digit).positions, expected);
+        assert_eq!(positions(&Digits::new(&all, Marker::Digit)), expected);
     }
 
     #[test]
     fn clusters_split_where_digits_are_far_apart() {
-        let mut digits = Digits::new(&body(100, &[10, 12, 13, 20, 80]), Marker::Digit);
-        // Each cluster as the indices of its first and last digit.
+        let data = body(100, &[10, 12, 13, 20, 80]);
+        let mut digits = Digits::new(&data, Marker::Digit);
+        // Each cluster as the positions of its first and last digit.
         let spans = |digits: &mut Digits, gap| {
-            let at = digits.clusters(gap);
-            let starts = &digits.clusters[at].1;
-            starts
-                .windows(2)
-                .map(|s| (s[0], s[1] - 1))
+            let at = digits.clusters(&bounds(1, None, [None, None, gap]));
+            digits.clusters[at]
+                .1
+                .iter()
+                .map(|c| (c[0], c[3]))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(spans(&mut digits, Some(6)), [(0, 3), (4, 4)]);
+        assert_eq!(spans(&mut digits, Some(6)), [(10, 20), (80, 80)]);
         assert_eq!(
             spans(&mut digits, Some(0)),
-            [(0, 0), (1, 2), (3, 3), (4, 4)]
+            [(10, 10), (12, 13), (20, 20), (80, 80)]
         );
-        assert_eq!(spans(&mut digits, None), [(0, 4)]);
-        // Derived from the finer bound 0 now known.
-        assert_eq!(spans(&mut digits, Some(1)), [(0, 2), (3, 3), (4, 4)]);
-        let bounds: Vec<Option<usize>> = digits.clusters.iter().map(|(g, _)| *g).collect();
-        assert_eq!(bounds, [Some(0), Some(1), Some(6), None]);
+        assert_eq!(spans(&mut digits, None), [(10, 80)]);
+        assert_eq!(spans(&mut digits, Some(1)), [(10, 13), (20, 20), (80, 80)]);
+        // Each is computed once.
+        assert_eq!(spans(&mut digits, Some(6)), [(10, 20), (80, 80)]);
+        assert_eq!(digits.clusters.len(), 4);
         assert!(Digits::new(b"none", Marker::Digit).clusters.is_empty());
         let mut empty = Digits::new(b"none", Marker::Digit);
         assert_eq!(spans(&mut empty, Some(3)), []);
+    }
+
+    /// Every position `Digits` holds.
+    fn positions(digits: &Digits) -> Vec<usize> {
+        let mut out = vec![7];
+        digits.positions(0, digits.data.len(), &mut out);
+        out
     }
 
     /// A shape with the given `k`, `L` and bounds `[A, Z, G]`.
@@ -818,6 +1302,10 @@ mod tests {
             lead,
             trail,
             gap,
+            gap_bytes: ByteSet::ALL,
+            span_bytes: ByteSet::ALL,
+            min_len: 0,
+            narrowing: Narrowing::Whole,
         }
     }
 

@@ -34,7 +34,8 @@
 //! alarm. The unit tests compare it with Aho-Corasick on random keyword sets
 //! (on a CPU without VBMI they have nothing to run and say so).
 //!
-//! This module is the crate's only `unsafe` code: the AVX-512 intrinsics
+//! This module and [`crate::byte_mask`] (SSE2) hold the crate's only
+//! `unsafe` code; here it is the AVX-512 intrinsics
 //! and unaligned vector loads. Every load reads 64 bytes that lie inside
 //! the slice it comes from (the bounds are checked before the loop), and the
 //! intrinsics run only after the CPU was seen to support them (see ADR 0012).

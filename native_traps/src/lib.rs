@@ -12,6 +12,7 @@
 //! (`ext_proc._native_traps`, feature `python`) lives in the `python` module
 //! and is the only code that touches `PyO3`.
 
+mod byte_mask;
 mod digit_windows;
 pub mod entropy;
 pub mod error;

@@ -8,15 +8,15 @@
 //! (large sets of common words, such as the injection pack, where the
 //! filter's exact comparisons would dominate). All report exactly the
 //! keywords present; their owners, plus every rule without keywords, become
-//! candidates; rules sharing a `batch` are then checked together in one
-//! `RegexSet` pass on digit-dense inputs. Stage 2: each remaining
-//! candidate's regex (a `regex_automata::meta::Regex`, configured as
+//! candidates. Stage 2: each candidate's regex (a `regex_automata::meta::Regex`, configured as
 //! `regex::bytes::Regex` configures it) runs over the input; that of a
 //! digit-shaped rule (every match holds at least `k` ASCII digits, with
 //! bounded room around and between them; see `digit_windows.rs`) only
 //! over the windows around clusters of at least `k` digits, with the same
 //! matches as over the whole input (a rule that needs no digit but two
-//! colons, as IPv6, the same around colons). Stage 3 filters each match's reported
+//! colons, as IPv6, the same around colons). Rules sharing a `batch` that
+//! would search the whole input (their windows cover most of it) are first
+//! checked together in one `RegexSet` pass. Stage 3 filters each match's reported
 //! span: the rule's validator, its `min_entropy` floor and its stopwords.
 //! Every stage is linear in the input length (the regex engine never
 //! backtracks), so a hostile body cannot stall a scan.
@@ -31,6 +31,8 @@ use regex_automata::util::captures::Captures;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, PatternID};
 
+#[cfg(test)]
+use crate::digit_windows::Narrowing;
 use crate::digit_windows::{Coverage, DigitShape, Digits, Marker};
 use crate::error::TrapError;
 use crate::keyword_filter::KeywordFilter;
@@ -251,31 +253,37 @@ impl RegexTrap {
     /// duplicates removed. Overlapping findings from different rules are all
     /// kept; merging spans is the caller's policy.
     pub fn scan(&self, data: &[u8]) -> Vec<Finding> {
-        let mut findings = Vec::new();
-        let mut candidates = self.candidate_rules(data);
-        if !self.batches.is_empty() {
-            self.drop_batch_misses(data, &mut candidates);
-        }
-        // The survivors of the batch pass (which runs on digit-dense bodies,
-        // where a batch's windows would cover much of the body: an IBAN
-        // needs only two adjacent digits), and every candidate on other
-        // bodies, search their windows if windowable. The digits are found
-        // at the first such candidate and then shared.
+        // Where each candidate searches: a digit-shaped rule only its
+        // windows (none at all when no cluster of its digits occurs), unless
+        // they cover most of the body. The digits are found at the first
+        // such candidate and then shared.
         let mut digits: [Option<Digits>; Marker::ALL.len()] = [None, None];
         let mut windows: Vec<Range<usize>> = Vec::new();
-        for index in candidates {
-            let rule = &self.rules[index];
-            let Some(shape) = rule.digit_shape else {
-                rule.find_into(index, data, 0..data.len(), &mut findings);
+        let mut searches: Vec<(usize, Search)> = Vec::new();
+        for index in self.candidate_rules(data) {
+            let Some(shape) = self.rules[index].digit_shape else {
+                searches.push((index, Search::Whole));
                 continue;
             };
             let digits =
                 digits[shape.marker.index()].get_or_insert_with(|| Digits::new(data, shape.marker));
             match shape.windows(digits, &mut windows) {
-                Coverage::Dense => rule.find_into(index, data, 0..data.len(), &mut findings),
-                Coverage::Sparse => {
-                    for window in &windows {
-                        rule.find_into(index, data, window.clone(), &mut findings);
+                Coverage::Dense => searches.push((index, Search::Whole)),
+                Coverage::Sparse if windows.is_empty() => {}
+                Coverage::Sparse => searches.push((index, Search::Windows(windows.clone()))),
+            }
+        }
+        if !self.batches.is_empty() {
+            self.drop_batch_misses(data, &mut searches);
+        }
+        let mut findings = Vec::new();
+        for (index, search) in searches {
+            let rule = &self.rules[index];
+            match search {
+                Search::Whole => rule.find_into(index, data, 0..data.len(), &mut findings),
+                Search::Windows(windows) => {
+                    for window in windows {
+                        rule.find_into(index, data, window, &mut findings);
                     }
                 }
             }
@@ -286,61 +294,49 @@ impl RegexTrap {
     }
 }
 
+/// Where a candidate rule's regex searches a body.
+enum Search {
+    /// The whole body.
+    Whole,
+    /// Each of these disjoint, ascending windows (see `digit_windows.rs`).
+    Windows(Vec<Range<usize>>),
+}
+
 impl RegexTrap {
-    /// For every batch with two or more rules among `candidates`, when `data`
-    /// is [`digit_dense`]: one pass of the batch's `RegexSet` over `data`,
-    /// then drop the candidates of that batch whose pattern does not match
-    /// anywhere (their own regex would find nothing).
-    fn drop_batch_misses(&self, data: &[u8], candidates: &mut Vec<usize>) {
+    /// For every batch with two or more rules among `searches` that would
+    /// search the whole body: one pass of the batch's `RegexSet` over
+    /// `data`, then drop those of them whose pattern does not match anywhere
+    /// (their own regex would find nothing). Rules that search only windows
+    /// are cheaper on their own and left alone. Either way the findings are
+    /// the same.
+    fn drop_batch_misses(&self, data: &[u8], searches: &mut Vec<(usize, Search)>) {
+        let whole_batch = |(index, search): &(usize, Search)| match search {
+            Search::Whole => self.batch_of[*index],
+            Search::Windows(_) => None,
+        };
         let mut per_batch = vec![0usize; self.batches.len()];
-        for &index in candidates.iter() {
-            if let Some(batch) = self.batch_of[index] {
-                per_batch[batch] += 1;
-            }
+        for batch in searches.iter().filter_map(whole_batch) {
+            per_batch[batch] += 1;
         }
-        if per_batch.iter().all(|&count| count < 2) || !digit_dense(data) {
+        if per_batch.iter().all(|&count| count < 2) {
             return;
         }
-        let mut matched: Vec<Option<regex::bytes::SetMatches>> = Vec::new();
-        matched.resize_with(self.batches.len(), || None);
-        for (batch, &count) in per_batch.iter().enumerate() {
-            if count >= 2 {
-                matched[batch] = Some(self.batches[batch].set.matches(data));
-            }
-        }
-        candidates.retain(|&index| match self.batch_of[index] {
+        let matched: Vec<Option<regex::bytes::SetMatches>> = per_batch
+            .iter()
+            .enumerate()
+            .map(|(batch, &count)| (count >= 2).then(|| self.batches[batch].set.matches(data)))
+            .collect();
+        searches.retain(|entry| match whole_batch(entry) {
             Some(batch) => matched[batch].as_ref().is_none_or(|m| {
                 let slot = self.batches[batch]
                     .members
-                    .binary_search(&index)
+                    .binary_search(&entry.0)
                     .expect("a batch member");
                 m.matched(slot)
             }),
             None => true,
         });
     }
-}
-
-/// Whether at least 1 % of `data` is ASCII digits. Only then does a batch
-/// pass pay off: each digit-shaped regex alone skips to the next digit with
-/// the `regex` crate's own prefilter, which on prose (a 4 KiB chat body has
-/// about 0.02 % digits) beats one pass of the combined automaton (14 vs
-/// 16 us for the `numbers` batch), while on code, JSON and tables (2-16 %
-/// digits) the batch pass wins (19 vs 25-31 us; see ADR 0011). Either way
-/// the findings are the same.
-fn digit_dense(data: &[u8]) -> bool {
-    // Counted per 255-byte chunk in a `u8` so that the compiler vectorises
-    // the loop (a branch per byte costs about 1 ns, a vector lane far less).
-    let digits: usize = data
-        .chunks(255)
-        .map(|chunk| {
-            let n: u8 = chunk
-                .iter()
-                .fold(0u8, |n, &b| n + u8::from(b.wrapping_sub(b'0') < 10));
-            usize::from(n)
-        })
-        .sum();
-    digits.saturating_mul(100) >= data.len()
 }
 
 /// Group the rules by [`RuleSpec::batch`] and build one `RegexSet` for each
@@ -656,10 +652,28 @@ mod tests {
         ] {
             assert_eq!(batched.scan(body), plain.scan(body), "{body:?}");
         }
-        let mut candidates = batched.candidate_rules(b"10.0.0.1 only");
+        let candidates = batched.candidate_rules(b"10.0.0.1 only");
         assert_eq!(candidates, vec![0, 1, 2]);
-        batched.drop_batch_misses(b"10.0.0.1 only", &mut candidates);
-        assert_eq!(candidates, vec![2]);
+        let kept = |searches: Vec<(usize, Search)>| {
+            let mut searches = searches;
+            batched.drop_batch_misses(b"10.0.0.1 only", &mut searches);
+            searches.iter().map(|(index, _)| *index).collect::<Vec<_>>()
+        };
+        let whole = candidates.iter().map(|&i| (i, Search::Whole)).collect();
+        assert_eq!(kept(whole), vec![2]);
+        // A rule that searches windows is left alone, and one batch member
+        // searching the whole body is not worth a pass.
+        let mixed = vec![
+            (0, Search::Windows(Vec::from([0..3, 5..6]))),
+            (1, Search::Whole),
+            (2, Search::Whole),
+        ];
+        assert_eq!(kept(mixed), vec![0, 2]);
+        let single = vec![
+            (0, Search::Windows(Vec::from([0..3, 5..6]))),
+            (1, Search::Whole),
+        ];
+        assert_eq!(kept(single), vec![0, 1]);
     }
 
     #[test]
@@ -713,28 +727,46 @@ mod tests {
                         Marker::Digit => "",
                         Marker::Colon => "colon: ",
                     };
-                    format!("{marker}k {} L {l} A {a} Z {z} G {g}", s.min_digits)
+                    let narrowing = match s.narrowing {
+                        Narrowing::Tight => "tight",
+                        Narrowing::Span(_) => "span",
+                        Narrowing::Pairs => "pairs",
+                        Narrowing::Whole => "whole",
+                    };
+                    format!(
+                        "{marker}k {} L {l} A {a} Z {z} G {g} M {}: {narrowing}",
+                        s.min_digits, s.min_len
+                    )
                 });
                 (r.spec.id.as_str(), shape)
             })
             .collect();
         let expected = [
             ("pii-email", None),
-            ("pii-payment-card", Some("k 13 L 37 A 0 Z 0 G 1")),
-            ("pii-iban", Some("k 2 L 44 A 2 Z 40 G 39")),
-            ("pii-us-ssn", Some("k 9 L 13 A 0 Z 2 G 1")),
-            ("pii-us-ssn-context", Some("k 9 L 78 A 67 Z 0 G 1")),
-            ("pii-phone-e164", Some("k 8 L 58 A 1 Z 1 G 3")),
-            ("pii-phone-us", Some("k 10 L 72 A 56 Z 0 G 2")),
-            ("pii-phone-us-parenthesized", Some("k 10 L 14 A 1 Z 0 G 2")),
-            ("pii-phone-uk", Some("k 9 L 85 A 56 Z 0 G 4")),
-            ("pii-phone-de", Some("k 6 L 95 A 56 Z 0 G 7")),
-            ("pii-phone-fr", Some("k 10 L 88 A 56 Z 0 G 4")),
-            ("pii-phone-es", Some("k 9 L 50 A 30 Z 0 G 3")),
+            (
+                "pii-payment-card",
+                Some("k 13 L 37 A 0 Z 0 G 1 M 13: tight"),
+            ),
+            ("pii-iban", Some("k 2 L 44 A 2 Z 40 G 39 M 12: span")),
+            ("pii-us-ssn", Some("k 9 L 13 A 0 Z 2 G 1 M 11: tight")),
+            (
+                "pii-us-ssn-context",
+                Some("k 9 L 78 A 67 Z 0 G 1 M 12: tight"),
+            ),
+            ("pii-phone-e164", Some("k 8 L 58 A 1 Z 1 G 3 M 9: tight")),
+            ("pii-phone-us", Some("k 10 L 72 A 56 Z 0 G 2 M 13: tight")),
+            (
+                "pii-phone-us-parenthesized",
+                Some("k 10 L 14 A 1 Z 0 G 2 M 13: tight"),
+            ),
+            ("pii-phone-uk", Some("k 9 L 85 A 56 Z 0 G 4 M 12: tight")),
+            ("pii-phone-de", Some("k 6 L 95 A 56 Z 0 G 7 M 9: tight")),
+            ("pii-phone-fr", Some("k 10 L 88 A 56 Z 0 G 4 M 13: tight")),
+            ("pii-phone-es", Some("k 9 L 50 A 30 Z 0 G 3 M 12: tight")),
             // Unbounded length, but the digits bound the windows.
-            ("net-ipv4", Some("k 4 L - A 0 Z 0 G 1")),
+            ("net-ipv4", Some("k 4 L - A 0 Z 0 G 1 M 7: tight")),
             // A match may hold no digit (`fe80::abcd`), but two colons.
-            ("net-ipv6", Some("colon: k 2 L 39 A 4 Z 4 G 4")),
+            ("net-ipv6", Some("colon: k 2 L 39 A 4 Z 4 G 4 M 3: pairs")),
         ]
         .map(|(id, shape)| (id, shape.map(str::to_owned)));
         assert_eq!(shapes, expected);
@@ -823,6 +855,11 @@ mod tests {
             "word",
             "AKIA",
             "_",
+            "\"",
+            ",",
+            "\t",
+            "ABCD",
+            "3f9a0c",
             // Number shapes, so that the rules find something.
             "(212) 555-0147",
             "020 7946 0958",
@@ -928,30 +965,58 @@ mod tests {
 
     #[test]
     fn windowed_scan_equals_full_text_scan_for_adversarial_rules() {
+        check_equivalence(adversarial_rules(), 0x2545_F491_4F6C_DD1D);
+    }
+
+    #[test]
+    fn adversarial_rules_take_every_narrowing() {
+        let trap = RegexTrap::compile(adversarial_rules()).unwrap();
+        let narrowing = |id: &str| {
+            let rule = trap.rules.iter().find(|r| r.spec.id == id).unwrap();
+            rule.digit_shape.map(|s| s.narrowing)
+        };
+        for id in ["tight", "tight-unbounded", "tight-unicode"] {
+            assert_eq!(narrowing(id), Some(Narrowing::Tight), "{id}");
+        }
+        assert!(matches!(narrowing("span"), Some(Narrowing::Span(_))));
+        assert_eq!(narrowing("pair"), Some(Narrowing::Pairs));
+        assert_eq!(narrowing("at-start"), Some(Narrowing::Whole));
+        assert_eq!(narrowing("no-digit"), None);
+    }
+
+    /// Rules at the edges of what digit windows handle.
+    fn adversarial_rules() -> Vec<RuleSpec> {
         let rule = |id: &str, pattern: &str| RuleSpec::new(id, "t", Severity::Notice, pattern);
-        check_equivalence(
-            vec![
-                // Word boundaries on both sides: right at a window's ends.
-                rule("bounded", r"(?-u:\b)[0-9]{2}(?-u:\b)"),
-                rule("unicode-boundary", r"\b[0-9]{3}\b"),
-                // Digits at the far ends of the longest match.
-                rule("edges", "[0-9](?:x|ab| ){0,5}[0-9]"),
-                // Leftmost-first prefers the shorter branch; lazy repetition.
-                rule("short-first", "[0-9]{2}|[0-9]{2}[a-z .]{1,5}"),
-                rule("lazy", "(?s)[0-9].{0,10}?[0-9]"),
-                // Haystack anchors, which a span must not move.
-                rule("at-end", "(?P<secret>[0-9]{2})(?:[ a-z]{0,3}$)?"),
-                rule("at-start", "^[0-9 ]{1,4}[0-9]"),
-                rule("line", "(?m)^[0-9]{1,3}[.-]?[0-9]$"),
-                // A `secret` group in one branch only.
-                rule("half-secret", "(?P<secret>[0-9]{3})-|:[0-9]{2}"),
-                // Not windowable: no digit needed, or no length bound.
-                rule("no-digit", "[a-z]{2}[0-9]?"),
-                rule("unbounded", "[0-9]+[.][0-9]"),
-                rule("unicode-digit", r"\d{2}"),
-            ],
-            0x2545_F491_4F6C_DD1D,
-        );
+        vec![
+            // Word boundaries on both sides: right at a window's ends.
+            rule("bounded", r"(?-u:\b)[0-9]{2}(?-u:\b)"),
+            rule("unicode-boundary", r"\b[0-9]{3}\b"),
+            // Digits at the far ends of the longest match.
+            rule("edges", "[0-9](?:x|ab| ){0,5}[0-9]"),
+            // Leftmost-first prefers the shorter branch; lazy repetition.
+            rule("short-first", "[0-9]{2}|[0-9]{2}[a-z .]{1,5}"),
+            rule("lazy", "(?s)[0-9].{0,10}?[0-9]"),
+            // Haystack anchors, which a span must not move.
+            rule("at-end", "(?P<secret>[0-9]{2})(?:[ a-z]{0,3}$)?"),
+            rule("at-start", "^[0-9 ]{1,4}[0-9]"),
+            rule("line", "(?m)^[0-9]{1,3}[.-]?[0-9]$"),
+            // A `secret` group in one branch only.
+            rule("half-secret", "(?P<secret>[0-9]{3})-|:[0-9]{2}"),
+            // Separators between digits that the tight mask takes (also
+            // without a bound on their number, and beyond ASCII) ...
+            rule("tight", "[0-9]{2}[ .()/+-]{0,3}[0-9]{2} ?[0-9]"),
+            rule("tight-unbounded", "[0-9]{2} +[0-9]{2}[a-z]{0,2}"),
+            rule("tight-unicode", "[0-9]{2}\u{3000}[0-9]{3}"),
+            // ... matches made of few kinds of bytes (a long run of
+            // them) ...
+            rule("span", "[A-Z]{2}[0-9]{2}[A-Z0-9 ]{4,20}"),
+            // ... and two digits close together.
+            rule("pair", "[0-9]x{0,3}[0-9]"),
+            // Not windowable: no digit needed, or no length bound.
+            rule("no-digit", "[a-z]{2}[0-9]?"),
+            rule("unbounded", "[0-9]+[.][0-9]"),
+            rule("unicode-digit", r"\d{2}"),
+        ]
     }
 
     #[test]

@@ -596,11 +596,12 @@ pub struct RuleSpec {
     /// span contains one (`example`, `your_`, `${`, …).
     pub stopwords: Vec<String>,
     /// Optional batch name, `[a-z0-9_]+`. When two or more rules of one batch
-    /// are candidates for an input, one pass of their combined automaton
-    /// (a `RegexSet`) first says which of them match at all, and only those
-    /// run their own regex. Meant for rules with no rare keyword (digit
-    /// patterns such as card numbers or phone numbers), which would otherwise
-    /// each scan most inputs in full. Results are the same with or without.
+    /// would each search an input in full (their digit windows, if any,
+    /// cover most of it), one pass of their combined automaton (a
+    /// `RegexSet`) first says which of them match at all, and only those run
+    /// their own regex. Meant for rules with no rare keyword (digit patterns
+    /// such as card numbers or phone numbers). Results are the same with or
+    /// without.
     pub batch: Option<String>,
 }
 
