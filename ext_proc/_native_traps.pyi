@@ -12,6 +12,7 @@ __all__ = [
     "EntropyFinding",
     "EntropyTrap",
     "Finding",
+    "InternalError",
     "Normalizer",
     "ParameterError",
     "RegexTrap",
@@ -27,6 +28,10 @@ __version__: Final[str]
 
 class TrapError(Exception):
     """Base class of every error raised by this module."""
+
+class InternalError(TrapError):
+    """A bug in the native code (a Rust panic) stopped the call; the input is
+    not at fault and the module stays usable."""
 
 class RuleError(TrapError):
     """A regex rule is invalid (field, unknown key, duplicate id, pattern)."""
@@ -130,6 +135,9 @@ def scan_all(
     regex: RegexTrap, entropy: EntropyTrap | None, data: bytes
 ) -> tuple[list[Finding], list[EntropyFinding]]:
     """Run both traps over ``data`` in one release of the GIL."""
+
+def _panic_for_tests() -> None:
+    """Panic in native code; raises ``InternalError`` (a test hook)."""
 
 # --- Normalised views (native_traps/src/normalize, py_normalize.rs) ---
 

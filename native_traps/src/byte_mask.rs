@@ -27,12 +27,6 @@ fn load(block: &[u8; 64], q: usize) -> std::arch::x86_64::__m128i {
     }
 }
 
-/// Bit `j` of the result is set when `first <= block[j] <= last`.
-#[inline]
-pub fn in_range(block: &[u8; 64], first: u8, last: u8) -> u64 {
-    in_ranges(block, &[(first, last)])
-}
-
 /// Bit `j` of the result is set when `block[j]` is below `bound` (itself
 /// below `0x80`) or from `0x80` up, and is none of `except`: a signed
 /// comparison and one test for equality per excepted byte, per 16 bytes
@@ -159,7 +153,7 @@ mod tests {
                 (9, 3),
             ] {
                 assert_eq!(
-                    in_range(&block, first, last),
+                    in_ranges(&block, &[(first, last)]),
                     portable(&block, first, last),
                     "{first} {last}"
                 );
@@ -194,7 +188,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(in_range(&[b'7'; 64], b'0', b'9'), u64::MAX);
-        assert_eq!(in_range(&[b'a'; 64], b'0', b'9'), 0);
+        assert_eq!(in_ranges(&[b'7'; 64], &[(b'0', b'9')]), u64::MAX);
+        assert_eq!(in_ranges(&[b'a'; 64], &[(b'0', b'9')]), 0);
     }
 }

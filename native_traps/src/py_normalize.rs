@@ -16,7 +16,7 @@ use crate::normalize::{
     decompress as core_decompress, scan_views, DecompressLimits, NormalizeError, NormalizeOptions,
     ViewScan, Views,
 };
-use crate::python::{PyEntropyTrap, PyFinding, PyRegexTrap, TrapError};
+use crate::python::{detached, PyEntropyTrap, PyFinding, PyRegexTrap, TrapError};
 
 create_exception!(
     ext_proc._native_traps,
@@ -259,13 +259,17 @@ impl PyNormalizer {
     }
 
     /// Every view of `data` as (name, bytes), raw first (for tests and debugging).
-    fn views<'py>(&self, py: Python<'py>, data: &[u8]) -> Vec<(String, Bound<'py, PyBytes>)> {
+    fn views<'py>(
+        &self,
+        py: Python<'py>,
+        data: &[u8],
+    ) -> PyResult<Vec<(String, Bound<'py, PyBytes>)>> {
         let opts = self.opts;
-        let views = py.detach(|| Views::build(data, &opts));
-        views
+        let views = detached(py, "Normalizer.views", || Views::build(data, &opts))?;
+        Ok(views
             .iter()
             .map(|(kind, bytes)| (kind.name(), PyBytes::new(py, bytes)))
-            .collect()
+            .collect())
     }
 
     /// Normalise `data` and run `regex` over every view, `leet` over the
@@ -282,7 +286,7 @@ impl PyNormalizer {
     ) -> PyResult<PyScanResult> {
         let opts = self.opts;
         let (regex, leet, entropy) = (regex.get(), leet.map(Bound::get), entropy.map(Bound::get));
-        let result = py.detach(|| {
+        let result = detached(py, "Normalizer.scan", || {
             let views = Views::build(data, &opts);
             scan_views(
                 &regex.trap,
@@ -290,7 +294,7 @@ impl PyNormalizer {
                 entropy.map(|e| &e.trap),
                 &views,
             )
-        });
+        })?;
         wrap_scan(py, regex, leet, result)
     }
 
@@ -303,8 +307,7 @@ impl PyNormalizer {
         encoding: &str,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let limits = self.opts.decompress;
-        let out = py
-            .detach(|| core_decompress(data, encoding, limits))
+        let out = detached(py, "decompress", || core_decompress(data, encoding, limits))?
             .map_err(|e| decode_err(&e))?;
         Ok(PyBytes::new(py, &out))
     }
@@ -364,8 +367,7 @@ fn decompress<'py>(
         max_bytes: non_negative(py, "max_bytes", max_bytes)?,
         max_ratio: ratio(py, max_ratio)?,
     };
-    let out = py
-        .detach(|| core_decompress(data, encoding, limits))
+    let out = detached(py, "decompress", || core_decompress(data, encoding, limits))?
         .map_err(|e| decode_err(&e))?;
     Ok(PyBytes::new(py, &out))
 }

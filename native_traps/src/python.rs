@@ -28,10 +28,32 @@ create_exception!(
 );
 create_exception!(
     ext_proc._native_traps,
+    InternalError,
+    TrapError,
+    "A bug in the native traps (a Rust panic) stopped the call; the input is not at fault and the module stays usable."
+);
+create_exception!(
+    ext_proc._native_traps,
     RuleError,
     TrapError,
     "A regex rule is invalid: bad field, unknown key, duplicate id or a pattern that does not compile."
 );
+
+/// Run `f` with the GIL released. A panic in it (a bug; no input should
+/// cause one) becomes [`InternalError`], an ordinary `Exception` that the
+/// server's handlers catch, instead of `pyo3`'s `PanicException`, which
+/// derives from `BaseException` and would pass through `except Exception`.
+/// The traps are immutable and the regex engine's scratch space is reset
+/// before each search, so nothing a panic interrupts is seen again
+/// half-done (hence `AssertUnwindSafe`).
+pub(crate) fn detached<T: Send>(
+    py: Python<'_>,
+    what: &str,
+    f: impl FnOnce() -> T + Send,
+) -> PyResult<T> {
+    py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
+        .map_err(|_| InternalError::new_err(format!("{what}: internal error in the native traps")))
+}
 
 /// `ParameterError(TrapError, ValueError)`: `create_exception!` supports a
 /// single base, so this class is made at import time with `type()`.
@@ -375,9 +397,10 @@ impl PyRegexTrap {
             specs.push(parse_rule(position, &item)?.map_err(|e| to_py_err(py, &e))?);
         }
         // Compiling many regexes can take a while; other threads may run.
-        let trap = py
-            .detach(|| RegexTrap::compile_with(specs, CompileOptions { simd }))
-            .map_err(|e| to_py_err(py, &e))?;
+        let trap = detached(py, "RegexTrap()", || {
+            RegexTrap::compile_with(specs, CompileOptions { simd })
+        })?
+        .map_err(|e| to_py_err(py, &e))?;
         let ids = trap.rules().map(|r| Arc::from(r.id.as_str())).collect();
         let categories = trap
             .rules()
@@ -391,9 +414,9 @@ impl PyRegexTrap {
     }
 
     /// Scan `data` with the GIL released; findings sorted by (start, end, rule order).
-    fn scan(&self, py: Python<'_>, data: &[u8]) -> Vec<PyFinding> {
-        let findings = py.detach(|| self.trap.scan(data));
-        self.wrap(findings)
+    fn scan(&self, py: Python<'_>, data: &[u8]) -> PyResult<Vec<PyFinding>> {
+        let findings = detached(py, "RegexTrap.scan", || self.trap.scan(data))?;
+        Ok(self.wrap(findings))
     }
 
     /// Stage-1 keyword search in use: "avx512-teddy", "shift-or", "aho-corasick" or "none".
@@ -507,9 +530,9 @@ impl PyEntropyTrap {
     }
 
     /// Scan `data` with the GIL released; findings in input order.
-    fn scan(&self, py: Python<'_>, data: &[u8]) -> Vec<PyEntropyFinding> {
-        let findings = py.detach(|| self.trap.scan(data));
-        findings.into_iter().map(PyEntropyFinding::from).collect()
+    fn scan(&self, py: Python<'_>, data: &[u8]) -> PyResult<Vec<PyEntropyFinding>> {
+        let findings = detached(py, "EntropyTrap.scan", || self.trap.scan(data))?;
+        Ok(findings.into_iter().map(PyEntropyFinding::from).collect())
     }
 
     #[getter]
@@ -554,18 +577,27 @@ fn scan_all(
     regex: &Bound<'_, PyRegexTrap>,
     entropy: Option<&Bound<'_, PyEntropyTrap>>,
     data: &[u8],
-) -> (Vec<PyFinding>, Vec<PyEntropyFinding>) {
+) -> PyResult<(Vec<PyFinding>, Vec<PyEntropyFinding>)> {
     let regex = regex.get();
     let entropy = entropy.map(Bound::get);
-    let (found, high) = py.detach(|| {
+    let (found, high) = detached(py, "scan_all", || {
         let found = regex.trap.scan(data);
         let high = entropy.map(|e| e.trap.scan(data)).unwrap_or_default();
         (found, high)
-    });
-    (
+    })?;
+    Ok((
         regex.wrap(found),
         high.into_iter().map(PyEntropyFinding::from).collect(),
-    )
+    ))
+}
+
+/// Panic inside the native module, to test that a bug surfaces as
+/// `InternalError` (not part of the API).
+#[pyfunction]
+fn _panic_for_tests(py: Python<'_>) -> PyResult<()> {
+    detached(py, "_panic_for_tests", || {
+        panic!("deliberate panic for the tests");
+    })
 }
 
 /// Native secret/PII traps for the Godel Guardrail `ext_proc` server.
@@ -576,12 +608,15 @@ fn _native_traps(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.setattr("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("TrapError", py.get_type::<TrapError>())?;
     m.add("RuleError", py.get_type::<RuleError>())?;
+    m.add("InternalError", py.get_type::<InternalError>())?;
     m.add("ParameterError", parameter_error_type(py)?)?;
     m.add_class::<PyFinding>()?;
     m.add_class::<PyRegexTrap>()?;
     m.add_class::<PyEntropyFinding>()?;
     m.add_class::<PyEntropyTrap>()?;
     m.add_function(wrap_pyfunction!(scan_all, m)?)?;
+    // `setattr`: a test hook, kept out of `__all__`.
+    m.setattr("_panic_for_tests", wrap_pyfunction!(_panic_for_tests, m)?)?;
     crate::py_normalize::register(m)?;
     Ok(())
 }

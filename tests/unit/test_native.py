@@ -29,6 +29,17 @@ def test_exception_tree() -> None:
         native.EntropyTrap(min_length=-1)
 
 
+def test_a_native_panic_is_an_ordinary_exception() -> None:
+    # A Rust panic would otherwise reach Python as pyo3's PanicException, a
+    # BaseException that the servicer's `except Exception` lets through.
+    assert issubclass(native.InternalError, native.TrapError)
+    with pytest.raises(native.InternalError, match="internal error in the native traps"):
+        native._panic_for_tests()
+    # The module is still usable afterwards.
+    found = native.RegexTrap(RULES).scan(b"key AKIAIOSFODNN7EXAMPLE")
+    assert [f.rule_id for f in found] == [RULES[0]["id"]]
+
+
 def test_scan_all_equals_the_separate_scans() -> None:
     regex, entropy = native.RegexTrap(RULES), native.EntropyTrap()
     data = b"id AKIAIOSFODNN7EXAMPLE token aB3xK9mQ2pL7vR4tW8zY1cF6hJ0nS5dG end"
