@@ -897,19 +897,15 @@ fn after(end: usize, w: usize) -> u64 {
 
 /// For every set bit of `from`, the set bits of `through` from there on
 /// up to the first unset one, and the bit after it, as `from` itself
-/// (bitstream "MatchStar": one addition per word carries each start
-/// through its run).
-fn match_star(from: &[u64], through: &[u64]) -> Vec<u64> {
-    let mut carry = 0;
-    from.iter()
-        .zip(through)
-        .map(|(&m, &c)| {
-            let (sum, over) = (m & c).overflowing_add(c);
-            let (sum, over_carry) = sum.overflowing_add(carry);
-            carry = u64::from(over | over_carry);
-            (sum ^ c) | m
-        })
-        .collect()
+/// (bitstream "MatchStar": one addition carries each start through its
+/// run), for one word of a sequence: `carry` comes from the word before and
+/// goes to the next.
+#[inline]
+fn match_star(from: u64, through: u64, carry: &mut u64) -> u64 {
+    let (sum, over) = (from & through).overflowing_add(through);
+    let (sum, over_carry) = sum.overflowing_add(*carry);
+    *carry = u64::from(over | over_carry);
+    (sum ^ through) | from
 }
 
 /// A cluster of digits, by the positions of the four digits that bound
@@ -952,6 +948,8 @@ pub struct Digits<'a> {
     tight: Option<Vec<(usize, usize)>>,
     /// The clusters computed so far.
     clusters: Vec<(ClusterKey, Vec<Cluster>)>,
+    /// Scratch space for the positions of the digits of one region.
+    positions: Vec<usize>,
 }
 
 impl<'a> Digits<'a> {
@@ -963,6 +961,7 @@ impl<'a> Digits<'a> {
             masks: masks_of(data, &[(first, last)]),
             tight: None,
             clusters: Vec::new(),
+            positions: Vec::new(),
         }
     }
 
@@ -973,23 +972,20 @@ impl<'a> Digits<'a> {
             let separators = masks_with(self.data, |block| {
                 byte_mask::below_or_high_except(block, TIGHT_BELOW, &TIGHT_EXCEPT)
             });
-            // The bytes right after a digit, carried through runs of
-            // separators.
-            let mut carry = 0;
-            let next: Vec<u64> = self
+            // Per word, in one pass: the bytes right after a digit (`next`),
+            // carried through runs of separators (`match_star`), kept where
+            // they are separators, plus the digits.
+            let (mut shifted, mut carry) = (0, 0);
+            let tight: Vec<u64> = self
                 .masks
                 .iter()
-                .map(|&m| {
-                    let moved = (m << 1) | carry;
-                    carry = m >> 63;
-                    moved
-                })
-                .collect();
-            let tight: Vec<u64> = match_star(&next, &separators)
-                .iter()
                 .zip(&separators)
-                .zip(&self.masks)
-                .map(|((&reach, &separator), &digit)| digit | (reach & separator))
+                .map(|(&digit, &separator)| {
+                    let next = (digit << 1) | shifted;
+                    shifted = digit >> 63;
+                    let reach = match_star(next, separator, &mut carry);
+                    digit | (reach & separator)
+                })
                 .collect();
             long_runs(&tight, TIGHT_RUN_MIN)
         })
@@ -1055,7 +1051,7 @@ impl<'a> Digits<'a> {
             }
         };
         let mut found = Vec::new();
-        let mut pos = Vec::new();
+        let mut pos = std::mem::take(&mut self.positions);
         for (start, end) in regions {
             self.positions(start, end, &mut pos);
             let mut first = 0;
@@ -1075,6 +1071,7 @@ impl<'a> Digits<'a> {
                 }
             }
         }
+        self.positions = pos;
         self.clusters.push((key, found));
         self.clusters.len() - 1
     }
@@ -1252,6 +1249,33 @@ mod tests {
             .filter(|&i| all[i].is_ascii_digit())
             .collect();
         assert_eq!(positions(&Digits::new(&all, Marker::Digit)), expected);
+    }
+
+    #[test]
+    fn match_star_carries_each_start_through_its_run() {
+        // Runs at bits 1-6 and 9-10; starts at 3 and 5 (one run) and 9:
+        // bits 3-6 and 9-10, and the bit after each run (7, 11).
+        let mut carry = 0;
+        assert_eq!(match_star(0x228, 0x67E, &mut carry), 0xEF8);
+        assert_eq!(carry, 0);
+        // A run across two words: bits 60-63, then 0-2 of the next word.
+        assert_eq!(match_star(1 << 61, 0xF << 60, &mut carry), 0xE << 60);
+        assert_eq!(carry, 1);
+        assert_eq!(match_star(0, 0b111, &mut carry), 0b1111);
+        assert_eq!(carry, 0);
+    }
+
+    #[test]
+    fn long_runs_find_every_run_at_least_that_long() {
+        // Bits 2-5, 60-66 (across words) and 100-101, then the zero word.
+        let mut masks = vec![0u64; 3];
+        for bit in (2..6).chain(60..67).chain(100..102) {
+            masks[bit / 64] |= 1 << (bit % 64);
+        }
+        assert_eq!(long_runs(&masks, 1), [(2, 6), (60, 67), (100, 102)]);
+        assert_eq!(long_runs(&masks, 4), [(2, 6), (60, 67)]);
+        assert_eq!(long_runs(&masks, 5), [(60, 67)]);
+        assert_eq!(long_runs(&masks, 8), []);
     }
 
     #[test]
