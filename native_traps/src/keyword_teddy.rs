@@ -86,11 +86,38 @@ struct Member {
 /// Slots of the anchor index (a power of two).
 const INDEX_BITS: u32 = 12;
 
-/// The anchor index slot of an anchor (or an input word) of two bytes or
-/// more: a hash of its first two bytes only, so that one lookup per flagged
-/// position finds the anchors of every length that start there.
-fn slot(word: u32) -> usize {
-    ((word & 0xFFFF).wrapping_mul(0x9E37_79B1) >> (32 - INDEX_BITS)) as usize
+/// The slot in [`Index`] of an anchor of `len` bytes (two to four; zero
+/// past them) or of the input word where one may start: a hash of the
+/// first `len` bytes. Four-byte anchors, nearly all of them, then share a
+/// slot only by chance, so a flagged position compares about one of them.
+fn slot(word: u32, len: usize) -> usize {
+    let mask = u32::MAX >> (8 * (ANCHOR - len));
+    ((word & mask).wrapping_mul(0x9E37_79B1) >> (32 - INDEX_BITS)) as usize
+}
+
+/// Keywords by anchor: the members whose anchor hashes to slot `i` (see
+/// [`slot`]) are `members[starts[i]..starts[i + 1]]`.
+#[derive(Debug)]
+struct Index {
+    starts: Vec<u32>,
+    members: Vec<Member>,
+}
+
+impl Index {
+    fn new(by_slot: Vec<Vec<Member>>) -> Self {
+        let mut starts = Vec::with_capacity(by_slot.len() + 1);
+        let mut members = Vec::new();
+        for list in by_slot {
+            starts.push(u32::try_from(members.len()).expect("fewer than 2^32 keywords"));
+            members.extend(list);
+        }
+        starts.push(u32::try_from(members.len()).expect("fewer than 2^32 keywords"));
+        Self { starts, members }
+    }
+
+    fn at(&self, slot: usize) -> &[Member] {
+        &self.members[self.starts[slot] as usize..self.starts[slot + 1] as usize]
+    }
 }
 
 /// Bytes `at..at + 4` of `data` as a little-endian word, ASCII-lowercased,
@@ -142,10 +169,12 @@ pub struct KeywordTeddy {
     tables: Tables,
     /// Bucket groups (bucket count / 8).
     groups: usize,
-    /// Keywords by anchor (two bytes or more): the members whose anchor
-    /// hashes to slot `i` (see [`slot`]) are `members[index[i]..index[i + 1]]`.
-    index: Vec<u32>,
-    members: Vec<Member>,
+    /// Keywords whose anchor has four bytes, by the hash of all four.
+    full: Index,
+    /// Keywords whose anchor has two or three bytes (short keywords), by the
+    /// hash of the first two, and a bit per byte value that starts one.
+    short: Index,
+    short_first: [u64; 4],
     /// Keywords of one byte (their anchor is the keyword), and a bit per
     /// byte value that starts one.
     singles: Vec<Member>,
@@ -386,7 +415,9 @@ impl KeywordTeddy {
             .min_by(|a, b| scan_cost(8 * a.2, a.1).total_cmp(&scan_cost(8 * b.2, b.1)))
             .expect("bucket choices");
         let mut keyword_bytes = Vec::new();
-        let mut by_slot: Vec<Vec<Member>> = vec![Vec::new(); 1 << INDEX_BITS];
+        let mut full: Vec<Vec<Member>> = vec![Vec::new(); 1 << INDEX_BITS];
+        let mut short: Vec<Vec<Member>> = vec![Vec::new(); 1 << INDEX_BITS];
+        let mut short_first = [0u64; 4];
         let mut singles = Vec::new();
         let mut single_first = [0u64; 4];
         for (id, k) in folded.iter().enumerate() {
@@ -402,25 +433,25 @@ impl KeywordTeddy {
                 anchor_mask: u32::MAX >> (8 * (ANCHOR - bytes.len())),
             };
             keyword_bytes.extend_from_slice(k);
-            if bytes.len() == 1 {
-                single_first[usize::from(bytes[0] / 64)] |= 1 << (bytes[0] % 64);
-                singles.push(member);
-            } else {
-                by_slot[slot(member.anchor)].push(member);
+            let first = usize::from(bytes[0]);
+            match bytes.len() {
+                1 => {
+                    single_first[first / 64] |= 1 << (first % 64);
+                    singles.push(member);
+                }
+                ANCHOR => full[slot(member.anchor, ANCHOR)].push(member),
+                _ => {
+                    short_first[first / 64] |= 1 << (first % 64);
+                    short[slot(member.anchor, 2)].push(member);
+                }
             }
         }
-        let mut index = Vec::with_capacity((1 << INDEX_BITS) + 1);
-        let mut members = Vec::with_capacity(folded.len());
-        for list in by_slot {
-            index.push(u32::try_from(members.len()).expect("fewer than 2^32 keywords"));
-            members.extend(list);
-        }
-        index.push(u32::try_from(members.len()).expect("fewer than 2^32 keywords"));
         Self {
             tables,
             groups,
-            index,
-            members,
+            full: Index::new(full),
+            short: Index::new(short),
+            short_first,
             singles,
             single_first,
             flag_rate,
@@ -482,16 +513,20 @@ impl KeywordTeddy {
                 continue;
             }
             let mut spent = true;
-            let first = word.to_le_bytes()[0];
-            let singles: &[Member] =
-                if self.single_first[usize::from(first / 64)] & (1 << (first % 64)) == 0 {
-                    &[]
-                } else {
-                    &self.singles
-                };
-            let i = slot(word);
-            let longer = &self.members[self.index[i] as usize..self.index[i + 1] as usize];
-            for m in singles.iter().chain(longer) {
+            let first = usize::from(word.to_le_bytes()[0]);
+            let starts = |bits: &[u64; 4]| bits[first / 64] & (1 << (first % 64)) != 0;
+            let singles: &[Member] = if starts(&self.single_first) {
+                &self.singles
+            } else {
+                &[]
+            };
+            let short = if starts(&self.short_first) {
+                self.short.at(slot(word, 2))
+            } else {
+                &[]
+            };
+            let full = self.full.at(slot(word, ANCHOR));
+            for m in singles.iter().chain(short).chain(full) {
                 if word & m.anchor_mask != m.anchor {
                     continue;
                 }
