@@ -716,7 +716,7 @@ const MAX_CONTEXT_WORD: usize = 40;
 /// Whether the token `data[start..end]` is a digest in a context that says
 /// so: it has a digest's length in hex or base64 and
 ///
-/// * the word before it (past at most [`MAX_CONTEXT_GAP`] separator bytes such
+/// * the word before it (past at most `MAX_CONTEXT_GAP` separator bytes such
 ///   as `": "`, and a weak-ETag `W/`) contains a hash word: `commit <sha>`,
 ///   `sha256:<hex>`, `ETag: W/"<hex>"`, `"contentHash": "<hex>"`,
 ///   `SHA256:<base64>` (SSH fingerprints), `image@sha256:<hex>`; or

@@ -4,12 +4,12 @@
 //! safe scalar Rust (the fallback where the AVX-512 filter of
 //! [`crate::keyword_teddy`] cannot run). The input is read as a sequence of
 //! byte pairs at even offsets (two bytes per step). Each pair is hashed to
-//! 12 bits by [`fold`], which ignores ASCII case (so the filter is
+//! 12 bits by `fold`, which ignores ASCII case (so the filter is
 //! case-insensitive) and merges a few other bytes (which only costs false
 //! alarms). Keyword alignments are spread over 16 buckets. A table of 4096
 //! `u64` words (32 KiB, resident in L1) says, for every hashed pair, every
 //! bucket and every distance (0-3 pairs) from the end of a keyword's
-//! *anchor* (at most its first [`ANCHOR`] bytes), whether some anchor of
+//! *anchor* (at most its first `ANCHOR` bytes), whether some anchor of
 //! that bucket can have that pair there. A keyword may start at an even or
 //! an odd offset, so both alignments are entered; an anchor is made of whole
 //! pairs of the keyword when two or more fit (at an odd start it skips the

@@ -6,7 +6,7 @@
 //! Each keyword gets an *anchor*: the four consecutive bytes of the keyword
 //! least likely in ordinary text (the whole keyword when it is shorter; the
 //! missing bytes accept anything). Likelihood comes from a letter-bigram
-//! model of English ([`crate::text_model`]) and a short list of the words
+//! model of English (`text_model.rs`) and a short list of the words
 //! that fill chat traffic, and keywords that would share an anchor are
 //! pushed apart, since every sharer is compared when the anchor occurs. Anchors are spread over 64
 //! buckets (128 for large keyword sets, when the estimate says the extra
@@ -34,7 +34,7 @@
 //! alarm. The unit tests compare it with Aho-Corasick on random keyword sets
 //! (on a CPU without VBMI they have nothing to run and say so).
 //!
-//! This module and [`crate::byte_mask`] (SSE2) hold the crate's only
+//! This module and `byte_mask.rs` (SSE2) hold the crate's only
 //! `unsafe` code; here it is the AVX-512 intrinsics
 //! and unaligned vector loads. Every load reads 64 bytes that lie inside
 //! the slice it comes from (the bounds are checked before the loop), and the
