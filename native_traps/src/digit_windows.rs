@@ -181,12 +181,12 @@ pub enum Narrowing {
     /// only tight separator bytes between digits, and `k` is at least
     /// [`TIGHT_RUN_MIN`].
     Tight,
-    /// In the runs at least `M` long (at least [`SPAN_RUN_MIN`]) of bytes in
+    /// In the runs at least `M` long (`M` from [`SPAN_RUN_MIN`] to 64) of bytes in
     /// these ranges (unused slots `(1, 0)`, empty): the bytes a match can
     /// hold, when they are that simple.
     Span([(u8, u8); SPAN_RANGES]),
-    /// Nowhere when no two digits are at most `G` bytes apart (`k` is at
-    /// least 2 and `G` below 63), else in the whole body.
+    /// Nowhere when no two digits have at most `G` bytes between them (`k`
+    /// is at least 2 and `G` below 63), else in the whole body.
     Pairs,
     /// In the whole body.
     Whole,
@@ -287,6 +287,10 @@ impl DigitShape {
         let data = digits.data;
         let len = data.len();
         let confined = self.span_bytes != ByteSet::ALL;
+        // The last run of span bytes walked, `(start, end)`: clusters come
+        // in ascending order, so the next one either lies in it or in a
+        // later run, and each byte of the body is walked at most once.
+        let mut run: Option<(usize, usize)> = None;
         for &[first, kth, kth_last, last] in &digits.clusters[clusters].1 {
             let mut start = match (self.lead, self.max_len) {
                 (Some(lead), Some(max_len)) => first
@@ -308,14 +312,21 @@ impl DigitShape {
             if confined {
                 // A match lies in the run of `span_bytes` around its digits,
                 // which holds the whole cluster (see the module docs).
-                let mut run_start = first;
-                while run_start > start && self.span_bytes.contains(data[run_start - 1]) {
-                    run_start -= 1;
-                }
-                let mut run_end = last + 1;
-                while run_end < end && self.span_bytes.contains(data[run_end]) {
-                    run_end += 1;
-                }
+                let (run_start, run_end) = match run {
+                    Some((run_start, run_end)) if first < run_end => (run_start, run_end),
+                    _ => {
+                        let mut run_start = first;
+                        while run_start > 0 && self.span_bytes.contains(data[run_start - 1]) {
+                            run_start -= 1;
+                        }
+                        let mut run_end = last + 1;
+                        while run_end < len && self.span_bytes.contains(data[run_end]) {
+                            run_end += 1;
+                        }
+                        (run_start, run_end)
+                    }
+                };
+                run = Some((run_start, run_end));
                 start = start.max(run_start);
                 end = end.min(run_end);
             }
@@ -991,7 +1002,7 @@ impl<'a> Digits<'a> {
         })
     }
 
-    /// Whether two digits are at most `gap` (below 63) bytes apart.
+    /// Whether two digits have at most `gap` (below 63) bytes between them.
     fn close_pairs(&self, gap: usize) -> bool {
         let steps = doubling_steps(gap);
         self.masks.windows(2).any(|pair| {
