@@ -945,7 +945,9 @@ type ClusterKey = (Option<usize>, ByteSet, usize, Narrowing, usize);
 /// * a rule whose matches hold few kinds of bytes (an IBAN: capitals,
 ///   digits, spaces) has every match inside a run of those bytes at least
 ///   `M` long;
-/// * any other rule looks at the whole body.
+/// * a rule that needs two digits with at most `G` bytes between them
+///   (IPv6, on colons) has no cluster where no two are that close;
+/// * any other rule looks at the whole body (see [`Narrowing`]).
 ///
 /// Only inside those runs are the digits taken one by one.
 #[derive(Debug)]
