@@ -37,7 +37,7 @@ use crate::digit_windows::{Coverage, DigitShape, Digits, Marker};
 use crate::error::TrapError;
 use crate::keyword_filter::KeywordFilter;
 use crate::keyword_teddy::KeywordTeddy;
-use crate::rule::RuleSpec;
+use crate::rule::{RuleSpec, WORD_START};
 
 /// Upper bound on the compiled size of one rule's regex program.
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -94,6 +94,11 @@ pub struct RegexTrap {
     prefilter: Option<Prefilter>,
     /// For each keyword id of the filter: the rules that own that keyword.
     keyword_owners: Vec<Vec<usize>>,
+    /// For each keyword id: the rules that own it as a word-start keyword
+    /// (`\b` first, see [`RuleSpec::keywords`]), and a search for its
+    /// occurrences when there are any.
+    word_start_owners: Vec<Vec<usize>>,
+    word_start_search: Vec<Option<AhoCorasick>>,
     /// Rules without keywords: always candidates.
     unconditional: Vec<usize>,
     /// Number of distinct rules that have at least one keyword.
@@ -144,6 +149,7 @@ impl RegexTrap {
         let mut keyword_ids: HashMap<String, usize> = HashMap::new();
         let mut keywords: Vec<String> = Vec::new();
         let mut keyword_owners: Vec<Vec<usize>> = Vec::new();
+        let mut word_start_owners: Vec<Vec<usize>> = Vec::new();
         let mut unconditional = Vec::new();
         let mut keyed_rule_count = 0;
         for (index, spec) in rules.iter().enumerate() {
@@ -153,18 +159,49 @@ impl RegexTrap {
             }
             keyed_rule_count += 1;
             for keyword in &spec.keywords {
-                let folded = keyword.to_ascii_lowercase();
+                // The filter looks for the text; a word-start keyword's
+                // owners are kept apart and checked against the occurrences.
+                let (text, word_start) = match keyword.strip_prefix(WORD_START) {
+                    Some(text) => (text, true),
+                    None => (keyword.as_str(), false),
+                };
+                let folded = text.to_ascii_lowercase();
                 let id = *keyword_ids.entry(folded).or_insert_with_key(|k| {
                     keywords.push(k.clone());
                     keyword_owners.push(Vec::new());
+                    word_start_owners.push(Vec::new());
                     keywords.len() - 1
                 });
-                let owners = &mut keyword_owners[id];
+                let owners = if word_start {
+                    &mut word_start_owners[id]
+                } else {
+                    &mut keyword_owners[id]
+                };
                 if owners.last() != Some(&index) {
                     owners.push(index);
                 }
             }
         }
+        let word_start_search = keywords
+            .iter()
+            .zip(&word_start_owners)
+            .map(|(keyword, owners)| {
+                (!owners.is_empty())
+                    .then(|| {
+                        AhoCorasick::builder()
+                            .ascii_case_insensitive(true)
+                            .build([keyword])
+                    })
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                TrapError::invalid_rule(
+                    "<keyword prefilter>",
+                    "keywords",
+                    format!("cannot build a word-start keyword search: {e}"),
+                )
+            })?;
 
         let prefilter = if keywords.is_empty() {
             None
@@ -181,6 +218,8 @@ impl RegexTrap {
             rules: compiled,
             prefilter,
             keyword_owners,
+            word_start_owners,
+            word_start_search,
             unconditional,
             keyed_rule_count,
             batches,
@@ -231,10 +270,18 @@ impl RegexTrap {
             // Every keyword present is reported, including one that starts
             // inside another (e.g. `ant-` inside `sk-ant-`).
             prefilter.for_each_present(data, |keyword| {
-                for &index in &self.keyword_owners[keyword] {
-                    if !selected[index] {
-                        selected[index] = true;
-                        keyed_selected += 1;
+                let mut select = |owners: &[usize]| {
+                    for &index in owners {
+                        if !selected[index] {
+                            selected[index] = true;
+                            keyed_selected += 1;
+                        }
+                    }
+                };
+                select(&self.keyword_owners[keyword]);
+                if let Some(search) = &self.word_start_search[keyword] {
+                    if starts_a_word(search, data) {
+                        select(&self.word_start_owners[keyword]);
                     }
                 }
                 keyed_selected < self.keyed_rule_count
@@ -337,6 +384,17 @@ impl RegexTrap {
             None => true,
         });
     }
+}
+
+/// Whether the one keyword of `search` occurs in `data` at the start of a
+/// word: at the start of `data` or after a byte that is not an ASCII letter,
+/// digit or `_`. Occurrences that overlap are all looked at.
+fn starts_a_word(search: &AhoCorasick, data: &[u8]) -> bool {
+    search.find_overlapping_iter(data).any(|hit| {
+        hit.start()
+            .checked_sub(1)
+            .is_none_or(|before| !(data[before].is_ascii_alphanumeric() || data[before] == b'_'))
+    })
 }
 
 /// Group the rules by [`RuleSpec::batch`] and build one `RegexSet` for each
@@ -674,6 +732,36 @@ mod tests {
             (1, Search::Whole),
         ];
         assert_eq!(kept(single), vec![0, 1]);
+    }
+
+    #[test]
+    fn word_start_keyword_counts_only_at_a_word_start() {
+        for simd in [true, false] {
+            let trap = RegexTrap::compile_with(
+                vec![
+                    RuleSpec::new("start", "c", Severity::Notice, "(?i)ohne")
+                        .with_keywords(["\\bohne"]),
+                    RuleSpec::new("anywhere", "c", Severity::Notice, "(?i)ohne")
+                        .with_keywords(["ohne"]),
+                    RuleSpec::new("other", "c", Severity::Notice, "(?i)x")
+                        .with_keywords(["\\bxyz", "abc"]),
+                ],
+                CompileOptions { simd },
+            )
+            .unwrap();
+            let candidates = |data: &[u8]| trap.candidate_rules(data);
+            assert_eq!(candidates(b"KI ohne Filter"), [0, 1], "{simd}");
+            assert_eq!(candidates(b"OHNE Filter"), [0, 1]);
+            assert_eq!(candidates(b"(\xc3\xa9)ohne"), [0, 1]);
+            assert_eq!(candidates(b"viele Einwohner"), [1]);
+            assert_eq!(candidates(b"x_ohne 3ohne"), [1]);
+            // One occurrence at a word start is enough, whichever comes first.
+            assert_eq!(candidates(b"wohne ohne"), [0, 1]);
+            assert_eq!(candidates(b"-xyz"), [2]);
+            assert_eq!(candidates(b"axyz"), Vec::<usize>::new());
+            assert_eq!(candidates(b"zabc"), [2]);
+            assert_eq!(trap.scan(b"Einwohner").len(), 1);
+        }
     }
 
     #[test]

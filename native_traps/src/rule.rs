@@ -568,6 +568,10 @@ impl fmt::Display for UnknownName {
 
 impl std::error::Error for UnknownName {}
 
+/// The prefix that makes a keyword count only at the start of a word (see
+/// [`RuleSpec::keywords`]).
+pub const WORD_START: &str = "\\b";
+
 /// One regex rule as declared in a rule file, before compilation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleSpec {
@@ -582,7 +586,12 @@ pub struct RuleSpec {
     pub pattern: String,
     /// Prefilter keywords, matched ASCII-case-insensitively. The regex only
     /// runs when at least one keyword occurs in the input; a rule with no
-    /// keywords always runs.
+    /// keywords always runs. A keyword written `\bword` ([`WORD_START`]
+    /// then the text) counts only where it starts a word: at the start of
+    /// the input or after a byte that is not an ASCII letter, digit or `_`
+    /// (so `\bohne` is not found inside `Einwohner`). Use it only when
+    /// every match of the pattern has such a byte, or the start, right before
+    /// the keyword.
     pub keywords: Vec<String>,
     /// Optional post-match check on the reported bytes.
     pub validator: Option<Validator>,
@@ -718,11 +727,17 @@ impl RuleSpec {
                 "must not be empty",
             ));
         }
-        if let Some(pos) = self.keywords.iter().position(String::is_empty) {
+        if let Some(pos) = self
+            .keywords
+            .iter()
+            .position(|k| k.is_empty() || k.as_str() == WORD_START)
+        {
             return Err(TrapError::invalid_rule(
                 &self.id,
                 "keywords",
-                format!("keyword #{pos} is empty (an empty keyword would match every input)"),
+                format!(
+                    "keyword #{pos} is empty (an empty keyword would match every input; \\b needs text after it)"
+                ),
             ));
         }
         if let Some(batch) = &self.batch {
@@ -879,7 +894,9 @@ mod tests {
         r.pattern = String::new();
         assert_eq!(r.validate().unwrap_err().field(), "pattern");
 
-        let r = base.with_keywords(["ok", ""]);
+        let r = base.clone().with_keywords(["ok", ""]);
+        assert_eq!(r.validate().unwrap_err().field(), "keywords");
+        let r = base.with_keywords(["ok", "\\b"]);
         assert_eq!(r.validate().unwrap_err().field(), "keywords");
     }
 }
