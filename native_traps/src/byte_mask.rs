@@ -27,6 +27,22 @@ fn load(block: &[u8; 64], q: usize) -> std::arch::x86_64::__m128i {
     }
 }
 
+/// The sign bits of four 16-byte vectors (bytes `16 * q ..` of a block in
+/// `flags[q]`) as one 64-bit mask.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline]
+fn gather(flags: [std::arch::x86_64::__m128i; 4]) -> u64 {
+    use std::arch::x86_64::_mm_movemask_epi8;
+    flags.iter().enumerate().fold(0u64, |mask, (q, &flag)| {
+        // SAFETY: SSE2 is enabled for this build (the cfg above).
+        let bits = unsafe { _mm_movemask_epi8(flag) };
+        // Lossless: `_mm_movemask_epi8` sets only the low 16 bits.
+        #[allow(clippy::cast_sign_loss)]
+        let bits = bits as u32;
+        mask | (u64::from(bits) << (16 * q))
+    })
+}
+
 /// Bit `j` of the result is set when `block[j]` is below `bound` (itself
 /// below `0x80`) or from `0x80` up, and is none of `except`: a signed
 /// comparison and one test for equality per excepted byte, per 16 bytes
@@ -37,8 +53,8 @@ pub fn below_or_high_except(block: &[u8; 64], bound: u8, except: &[u8]) -> u64 {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
         use std::arch::x86_64::{
-            _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128,
-            _mm_set1_epi8, _mm_setzero_si128,
+            _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_or_si128, _mm_set1_epi8,
+            _mm_setzero_si128,
         };
         // SAFETY: SSE2 is enabled for this build (the cfg above), so its
         // intrinsics may run.
@@ -47,19 +63,15 @@ pub fn below_or_high_except(block: &[u8; 64], bound: u8, except: &[u8]) -> u64 {
             // are negative, so below the bound too.
             #[allow(clippy::cast_possible_wrap)]
             let bound = _mm_set1_epi8(bound as i8);
-            (0..4).fold(0u64, |mask, q| {
+            gather(std::array::from_fn(|q| {
                 let v = load(block, q);
                 let excepted = except.iter().fold(_mm_setzero_si128(), |acc, &b| {
                     #[allow(clippy::cast_possible_wrap)]
                     let b = _mm_set1_epi8(b as i8);
                     _mm_or_si128(acc, _mm_cmpeq_epi8(v, b))
                 });
-                let kept = _mm_andnot_si128(excepted, _mm_cmplt_epi8(v, bound));
-                // `_mm_movemask_epi8` sets only the low 16 bits.
-                #[allow(clippy::cast_sign_loss)]
-                let bits = _mm_movemask_epi8(kept) as u32;
-                mask | (u64::from(bits) << (16 * q))
-            })
+                _mm_andnot_si128(excepted, _mm_cmplt_epi8(v, bound))
+            }))
         }
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
@@ -90,8 +102,7 @@ pub fn in_ranges(block: &[u8; 64], ranges: &[(u8, u8)]) -> u64 {
 #[inline]
 fn sse2_ranges(block: &[u8; 64], ranges: &[(u8, u8)]) -> u64 {
     use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-        _mm_setzero_si128, _mm_sub_epi8,
+        _mm_cmpeq_epi8, _mm_min_epu8, _mm_or_si128, _mm_set1_epi8, _mm_setzero_si128, _mm_sub_epi8,
     };
     // SAFETY: SSE2 is enabled for this build (the cfg above), so its
     // intrinsics may run.
@@ -113,12 +124,7 @@ fn sse2_ranges(block: &[u8; 64], ranges: &[(u8, u8)]) -> u64 {
                 *acc = _mm_or_si128(*acc, _mm_cmpeq_epi8(_mm_min_epu8(offset, span), offset));
             }
         }
-        inside.iter().enumerate().fold(0u64, |mask, (q, &acc)| {
-            // `_mm_movemask_epi8` sets only the low 16 bits.
-            #[allow(clippy::cast_sign_loss)]
-            let bits = _mm_movemask_epi8(acc) as u32;
-            mask | (u64::from(bits) << (16 * q))
-        })
+        gather(inside)
     }
 }
 

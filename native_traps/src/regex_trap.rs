@@ -317,7 +317,9 @@ impl RegexTrap {
             match shape.windows(digits, &mut windows) {
                 Coverage::Dense => searches.push((index, Search::Whole)),
                 Coverage::Sparse if windows.is_empty() => {}
-                Coverage::Sparse => searches.push((index, Search::Windows(windows.clone()))),
+                Coverage::Sparse => {
+                    searches.push((index, Search::Windows(std::mem::take(&mut windows))));
+                }
             }
         }
         if !self.batches.is_empty() {
