@@ -3,26 +3,31 @@
 //! later). Elsewhere [`KeywordTeddy::new`] returns `None` and
 //! [`crate::RegexTrap`] keeps its scalar filters.
 //!
-//! Each keyword gets an *anchor*: the four consecutive bytes of the keyword
-//! least likely in ordinary text (the whole keyword when it is shorter; the
-//! missing bytes accept anything). Likelihood comes from a letter-bigram
-//! model of English (`text_model.rs`) and a short list of the words
-//! that fill chat traffic, and keywords that would share an anchor are
-//! pushed apart, since every sharer is compared when the anchor occurs. Anchors are spread over 64
-//! buckets (128 for large keyword sets, when the estimate says the extra
-//! lookups cost less than the flagged positions they save). Input bytes are
-//! folded to six bits, as in the scalar filter (bits 0-4 and bit 6: the two
-//! ASCII cases of a letter meet, so the filter is case-insensitive; other
-//! collisions only cost false alarms). For each anchor position `k` (0-3)
-//! and each group of eight buckets there is a 64-entry byte table: bit `b`
-//! of entry `x` is set when an anchor of bucket `8 * group + b` can have a
-//! byte folding to `x` at position `k`. One `vpermb` looks up 64 input
-//! bytes at once, so 64 start positions are tested per step with 32 lookups
-//! and 16 three-input logic ops (`vpternlogq`; 64 buckets): a position is flagged when, in some bucket, all
-//! four bytes from it are accepted. Only then are the input's next bytes
-//! looked up in an index of the anchors, and the keywords whose anchor they
-//! are compared with the input, exactly and ASCII case-insensitively; each
-//! keyword is reported once per scan. (`vpermb` takes a 64-entry table; the two-table
+//! Each keyword gets an *anchor*: the whole keyword when it has at most
+//! eight bytes, else the eight consecutive bytes of it least likely in
+//! ordinary text. Likelihood comes from a letter-bigram model of English
+//! (`text_model.rs`) and a short list of the words that fill chat traffic,
+//! and keywords that would share an anchor are pushed apart, since every
+//! sharer is compared when the anchor occurs. Anchors are spread over
+//! buckets, and each bucket holds anchors of one *class* only: short (one to
+//! four bytes), middle (five to seven) or long (eight). A bucket that mixed
+//! them would accept any byte in the places its short members leave open, so
+//! its long members' later bytes would stop filtering (measured: 128 flags
+//! per 4 KiB of chat prose with mixed buckets, 4 with classes apart). Input
+//! bytes are folded to six bits, as in the scalar filter (bits 0-4 and bit
+//! 6: the two ASCII cases of a letter meet, so the filter is
+//! case-insensitive; other collisions only cost false alarms). For each
+//! group of eight buckets and each anchor position `k` there is a 64-entry
+//! byte table: bit `b` of entry `x` is set when an anchor of bucket `b` of
+//! the group can have a byte folding to `x` at position `k`. One `vpermb`
+//! looks up 64 input bytes at once, so 64 start positions are tested per
+//! step with one lookup per position and group (four for a short group,
+//! eight for the others) and three-input logic ops (`vpternlogq`) to AND
+//! and OR them: a position is flagged when, in some bucket, every byte from
+//! it is accepted. Only then are the input's next bytes looked up in an
+//! index of the anchors, and the keywords whose anchor they are compared
+//! with the input, exactly and ASCII case-insensitively; each keyword is
+//! reported once per scan. (`vpermb` takes a 64-entry table; the two-table
 //! `vpermt2b` with 128 entries, which would spare the fold, measured 1.8x
 //! slower here.)
 //!
@@ -44,27 +49,127 @@
 use crate::keyword_filter::{commonness, fold, folded_weights};
 use crate::text_model;
 
-/// Anchor length in bytes.
-const ANCHOR: usize = 4;
+/// Longest anchor in bytes, and the positions a long group looks up.
+const ANCHOR: usize = 8;
+/// Positions a short group looks up: anchors of up to four bytes.
+const SHORT: usize = 4;
+/// Anchor bytes the index is keyed on (fewer for shorter anchors).
+const KEY: usize = 4;
 /// Start positions tested per step.
 const BLOCK: usize = 64;
-/// Bucket counts tried (groups of 8, one bit each in a table byte; one
-/// table and one lookup per position per group). More buckets flag fewer
-/// positions but cost more lookups per block; see [`scan_cost`].
-const BUCKET_CHOICES: [usize; 2] = [64, 128];
+/// Most groups of one class tried (see [`group_count`]).
+const MAX_GROUPS: usize = 8;
+/// Estimated cost of one table lookup per block, and of one flagged
+/// position (index lookups, comparisons and mispredicted branches), in
+/// cycles. Measured on the bench corpus: 104 lookups per block ran at
+/// 0.75 ns per byte, and each flag cost about 32 ns.
+const LOOKUP_CYCLES: f64 = 1.4;
+const FLAG_CYCLES: f64 = 100.0;
+/// How much more often than [`estimated_rate`] says real text flags a
+/// position: the bigram model knows which letters follow which, not which
+/// words follow which (measured about 2x on the bench corpus for the
+/// eight-byte classes).
+const RATE_BIAS: f64 = 2.0;
 
-/// Estimated cost, in rough cycles per input byte, of scanning with
-/// `buckets` buckets and an estimated flag rate: one `vpermb` per group and
-/// anchor position per 64 bytes, and about 100 cycles per flagged position
-/// (index lookups and comparisons; measured about 40 ns on the bench
-/// corpus for all built-in keywords).
-fn scan_cost(buckets: usize, flag_rate: f64) -> f64 {
-    (buckets / 8 * ANCHOR) as f64 / BLOCK as f64 + 100.0 * flag_rate
+/// The three kinds of anchor, each in buckets of its own (see the module
+/// docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// One to four bytes: groups of four lookups.
+    Short,
+    /// Five to seven bytes: groups of eight lookups, the last open.
+    Middle,
+    /// Eight bytes.
+    Long,
 }
 
-/// Lookup tables: `tables[k * groups + g][x]` has bit `b` set when bucket
-/// `8 * g + b` accepts a byte folding to `x` at anchor position `k`.
-type Tables = Vec<[u8; 64]>;
+impl Class {
+    const ALL: [Class; 3] = [Class::Short, Class::Middle, Class::Long];
+
+    fn of(anchor_len: usize) -> Self {
+        match anchor_len {
+            0..=SHORT => Self::Short,
+            ANCHOR => Self::Long,
+            _ => Self::Middle,
+        }
+    }
+}
+
+/// The groups for `anchors` (all of one class, `LANES` lookups per group):
+/// the count from one to [`MAX_GROUPS`] with the least estimated cost per
+/// input byte, lookups plus flagged positions (by [`estimated_rate`]), and
+/// the estimated share of flagged positions. More groups mean smaller
+/// buckets, so fewer unions of accepted bytes that ordinary text fills, at
+/// the price of more lookups. With no anchors, no groups.
+fn group_count<const LANES: usize>(anchors: &[&[u8]]) -> (Vec<Group<LANES>>, f64) {
+    if anchors.is_empty() {
+        return (Vec::new(), 0.0);
+    }
+    let mut best: Option<(f64, Vec<Group<LANES>>, f64)> = None;
+    for count in 1..=MAX_GROUPS {
+        let groups = assign_buckets::<LANES>(anchors, count);
+        let rate = RATE_BIAS * estimated_rate(&groups);
+        #[allow(clippy::cast_precision_loss)] // small counts
+        let cost = (count * LANES) as f64 * LOOKUP_CYCLES / BLOCK as f64 + rate * FLAG_CYCLES;
+        if best.as_ref().is_some_and(|(b, ..)| *b <= cost) {
+            break;
+        }
+        best = Some((cost, groups, rate));
+    }
+    let (_, groups, rate) = best.expect("at least one count tried");
+    (groups, rate)
+}
+
+/// The estimated share of positions of English text where some bucket of
+/// `groups` accepts every byte: for each bucket, the chance that a run of
+/// `LANES` symbols of [`text_model`] passes it, walked forward one symbol
+/// at a time with the model's bigram probabilities (so that `t` after `s`
+/// counts as often as it is, not as often as `t` alone). Within a symbol
+/// (digits, white space, other bytes) a lane accepts a share of it by the
+/// bytes' [`commonness`].
+fn estimated_rate<const LANES: usize>(groups: &[Group<LANES>]) -> f64 {
+    use text_model::{symbol, BIGRAM, SYMBOLS, UNIGRAM};
+    let prob = |cost: u8| (-f64::from(cost) / 4.0).exp2();
+    let normal = |row: &[u8; SYMBOLS]| -> [f64; SYMBOLS] {
+        let p = row.map(prob);
+        let total: f64 = p.iter().sum();
+        p.map(|x| x / total)
+    };
+    let first = normal(&UNIGRAM);
+    let next: Vec<[f64; SYMBOLS]> = BIGRAM.iter().map(normal).collect();
+    let weight = |b: u8| f64::from(1u32 << commonness(b));
+    let mut symbol_weight = [0.0; SYMBOLS];
+    for b in 0..=u8::MAX {
+        symbol_weight[symbol(b)] += weight(b);
+    }
+    let mut total = 0.0;
+    for group in groups {
+        for bucket in 0..8 {
+            // accepts[k][s]: the share of symbol `s` that lane `k` accepts.
+            let mut accepts = [[0.0; SYMBOLS]; LANES];
+            for (k, lane) in accepts.iter_mut().enumerate() {
+                for b in 0..=u8::MAX {
+                    if group[k][usize::from(fold(b))] & (1 << bucket) != 0 {
+                        lane[symbol(b)] += weight(b) / symbol_weight[symbol(b)];
+                    }
+                }
+            }
+            let mut reach: [f64; SYMBOLS] = std::array::from_fn(|s| first[s] * accepts[0][s]);
+            for lane in &accepts[1..] {
+                reach = std::array::from_fn(|t| {
+                    (0..SYMBOLS).map(|s| reach[s] * next[s][t]).sum::<f64>() * lane[t]
+                });
+            }
+            total += reach.iter().sum::<f64>();
+        }
+    }
+    total
+}
+
+/// The lookup tables of one group of eight buckets: `table[k][x]` has bit
+/// `b` set when bucket `b` accepts a byte folding to `x` at anchor position
+/// `k`.
+type Group<const LANES: usize> = [[u8; 64]; LANES];
 
 /// One keyword as the final comparison sees it.
 #[derive(Debug, Clone, Copy)]
@@ -78,21 +183,24 @@ struct Member {
     /// Offset of the anchor inside the keyword.
     anchor_at: u32,
     /// The anchor's bytes (ASCII-lowercased), little-endian, zero-padded.
-    anchor: u32,
+    anchor: u64,
     /// The bits of a little-endian input word that the anchor covers.
-    anchor_mask: u32,
+    anchor_mask: u64,
 }
 
 /// Slots of the anchor index (a power of two).
 const INDEX_BITS: u32 = 12;
 
-/// The slot in [`Index`] of an anchor of `len` bytes (two to four; zero
-/// past them) or of the input word where one may start: a hash of the
-/// first `len` bytes. Four-byte anchors, nearly all of them, then share a
-/// slot only by chance, so a flagged position compares about one of them.
-fn slot(word: u32, len: usize) -> usize {
-    let mask = u32::MAX >> (8 * (ANCHOR - len));
-    ((word & mask).wrapping_mul(0x9E37_79B1) >> (32 - INDEX_BITS)) as usize
+/// The slot in [`Index`] of an anchor or of the input word where one may
+/// start: a hash of the first `len` bytes (two to four). Anchors of four
+/// bytes or more, nearly all of them, are keyed on four, so they share a
+/// slot only by chance or by a common start, and a flagged position
+/// compares few of them.
+fn slot(word: u64, len: usize) -> usize {
+    let mask = u32::MAX >> (8 * (KEY - len));
+    #[allow(clippy::cast_possible_truncation)] // the low four bytes
+    let low = word as u32;
+    ((low & mask).wrapping_mul(0x9E37_79B1) >> (32 - INDEX_BITS)) as usize
 }
 
 /// Keywords by anchor: the members whose anchor hashes to slot `i` (see
@@ -120,19 +228,29 @@ impl Index {
     }
 }
 
-/// Bytes `at..at + 4` of `data` as a little-endian word, ASCII-lowercased,
+/// Eight bytes as a little-endian word with each ASCII capital lowered,
+/// all at once: a byte is a capital when its low seven bits are at least
+/// `A` (adding 0x3F carries into bit 7) but not above `Z` (adding 0x25 does
+/// not), and its own bit 7 is clear.
+const fn lower8(x: u64) -> u64 {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let low7 = x & !HIGH;
+    let from_a = low7 + 0x3F3F_3F3F_3F3F_3F3F;
+    let past_z = low7 + 0x2525_2525_2525_2525;
+    let capital = (from_a ^ past_z) & !x & HIGH;
+    x | (capital >> 2)
+}
+
+/// Bytes `at..at + 8` of `data` as a little-endian word, ASCII-lowercased,
 /// zero past the end.
-fn lowered_word(data: &[u8], at: usize) -> u32 {
-    if let Some(&[a, b, c, d]) = data.get(at..at + 4) {
-        return u32::from_le_bytes([a, b, c, d].map(|x| x.to_ascii_lowercase()));
+fn lowered_word(data: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; ANCHOR];
+    if let Some(bytes) = data.get(at..at + ANCHOR) {
+        word.copy_from_slice(bytes);
+    } else if let Some(rest) = data.get(at..) {
+        word[..rest.len()].copy_from_slice(rest);
     }
-    let mut word = [0u8; 4];
-    for (i, slot) in word.iter_mut().enumerate() {
-        if let Some(&b) = data.get(at + i) {
-            *slot = b.to_ascii_lowercase();
-        }
-    }
-    u32::from_le_bytes(word)
+    lower8(u64::from_le_bytes(word))
 }
 
 /// What one scan has already reported, so that a body repeating a keyword's
@@ -142,9 +260,10 @@ fn lowered_word(data: &[u8], at: usize) -> u32 {
 struct Seen {
     /// One bit per keyword id; empty until the first report.
     ids: Vec<u64>,
-    /// The last four input bytes (lowercased) whose every keyword was
-    /// already reported: the same four bytes again have nothing left to find.
-    spent_word: Option<u32>,
+    /// The last eight input bytes (lowercased) whose every keyword was
+    /// already reported: the same eight bytes again have nothing left to
+    /// find.
+    spent_word: Option<u64>,
 }
 
 impl Seen {
@@ -165,11 +284,12 @@ impl Seen {
 /// The keyword set of one [`crate::RegexTrap`], ready for the SIMD scan.
 #[derive(Debug)]
 pub struct KeywordTeddy {
-    /// See [`Tables`].
-    tables: Tables,
-    /// Bucket groups (bucket count / 8).
-    groups: usize,
-    /// Keywords whose anchor has four bytes, by the hash of all four.
+    /// The groups of short anchors (see [`Group`]).
+    short_groups: Vec<Group<SHORT>>,
+    /// The groups of middle anchors, then those of long anchors.
+    long_groups: Vec<Group<ANCHOR>>,
+    /// Keywords whose anchor has four bytes or more, by the hash of the
+    /// first four.
     full: Index,
     /// Keywords whose anchor has two or three bytes (short keywords), by the
     /// hash of the first two, and a bit per byte value that starts one.
@@ -270,68 +390,69 @@ const COMMON_WORDS: [&[u8]; 40] = [
 /// that any other window of the keyword wins.
 const COMMON_PENALTY: u32 = 64;
 
-/// Each keyword's anchor (keywords ASCII-lowercased): the four consecutive
-/// bytes least likely in text by [`window_cost`], or the whole keyword when
-/// shorter, with its offset. Every keyword whose anchor occurs is compared,
+/// Each keyword's anchor (keywords ASCII-lowercased): the whole keyword
+/// when it has at most `width` bytes, else the `width` consecutive bytes
+/// least likely in text by [`window_cost`], with its offset. Every keyword whose anchor occurs is compared,
 /// so an anchor that several keywords share (`you ` in `you were told`,
 /// `you were sent`, ...) costs one comparison per sharer: a second round
 /// moves each keyword to the window that is best once that is charged
 /// (one bit per doubling of the sharers). Ties go to the last window.
-fn choose_anchors(keywords: &[Vec<u8>]) -> Vec<(usize, &[u8])> {
-    fn window(k: &[u8], j: usize) -> &[u8] {
-        &k[j..k.len().min(j + ANCHOR)]
+fn choose_anchors(keywords: &[Vec<u8>], width: usize) -> Vec<(usize, &[u8])> {
+    fn window(k: &[u8], j: usize, width: usize) -> &[u8] {
+        &k[j..k.len().min(j + width)]
     }
-    let windows = |k: &[u8]| 0..=k.len().saturating_sub(ANCHOR);
+    // Keywords of `width` bytes or fewer have one window: themselves.
+    let windows = |k: &[u8]| 0..=k.len().saturating_sub(width);
     let mut chosen: Vec<usize> = keywords
         .iter()
         .map(|k| {
             windows(k)
-                .max_by_key(|&j| window_cost(window(k, j)))
+                .max_by_key(|&j| window_cost(window(k, j, width)))
                 .unwrap_or(0)
         })
         .collect();
     let mut users: std::collections::HashMap<&[u8], u32> = std::collections::HashMap::new();
     for (k, &j) in keywords.iter().zip(&chosen) {
-        *users.entry(window(k, j)).or_default() += 1;
+        *users.entry(window(k, j, width)).or_default() += 1;
     }
     for (k, j_now) in keywords.iter().zip(chosen.iter_mut()) {
-        let current = window(k, *j_now);
+        let current = window(k, *j_now, width);
         *users.get_mut(current).expect("counted above") -= 1;
         let charged = |j: usize| {
-            let w = window(k, j);
+            let w = window(k, j, width);
             let others = users.get(w).copied().unwrap_or(0);
             // One bit (4 quarter bits) per doubling of the keywords compared.
             i64::from(window_cost(w)) - 4 * i64::from((others + 1).ilog2())
         };
         *j_now = windows(k).max_by_key(|&j| charged(j)).unwrap_or(0);
-        *users.entry(window(k, *j_now)).or_default() += 1;
+        *users.entry(window(k, *j_now, width)).or_default() += 1;
     }
     keywords
         .iter()
         .zip(chosen)
-        .map(|(k, j)| (j, window(k, j)))
+        .map(|(k, j)| (j, window(k, j, width)))
         .collect()
 }
 
-/// The lookup tables for `anchors`, and the estimated share of flagged
-/// positions. Greedy: the anchors most likely to be flagged on their own go
-/// first, each into the bucket whose estimated flag rate (product over the
-/// positions of the accepted bytes' weight) grows least.
-fn assign_buckets(anchors: &[(usize, &[u8])], buckets: usize) -> (Tables, f64) {
+/// The buckets for `anchors` (all of one [`Class`]), as `groups` groups of
+/// lookup tables for the first `LANES` anchor positions. Greedy: the anchors most likely to be flagged on
+/// their own go first, each into the bucket whose estimated flag rate
+/// (product over the positions of the accepted bytes' weight) grows least.
+fn assign_buckets<const LANES: usize>(anchors: &[&[u8]], groups: usize) -> Vec<Group<LANES>> {
     let weight = folded_weights();
     let own_rate = |anchor: &[u8]| -> f64 {
-        (0..ANCHOR)
+        (0..LANES)
             .map(|k| anchor.get(k).map_or(1.0, |&b| weight[usize::from(fold(b))]))
             .product()
     };
-    let mut order: Vec<usize> = (0..anchors.len()).collect();
-    order.sort_by(|&x, &y| own_rate(anchors[y].1).total_cmp(&own_rate(anchors[x].1)));
-    let mut accepted = vec![[[false; 64]; ANCHOR]; buckets];
-    let mut rate = vec![[0.0f64; ANCHOR]; buckets];
-    for i in order {
-        let anchor = anchors[i].1;
+    let buckets = 8 * groups;
+    let mut order: Vec<&[u8]> = anchors.to_vec();
+    order.sort_by(|x, y| own_rate(y).total_cmp(&own_rate(x)));
+    let mut accepted = vec![[[false; 64]; LANES]; buckets];
+    let mut rate = vec![[0.0f64; LANES]; buckets];
+    for anchor in order {
         let grown = |bucket: usize| -> f64 {
-            let with: f64 = (0..ANCHOR)
+            let with: f64 = (0..LANES)
                 .map(|k| match anchor.get(k) {
                     None => 1.0,
                     Some(&b) => {
@@ -350,7 +471,7 @@ fn assign_buckets(anchors: &[(usize, &[u8])], buckets: usize) -> (Tables, f64) {
         let bucket = (0..buckets)
             .min_by(|&x, &y| grown(x).total_cmp(&grown(y)))
             .unwrap_or(0);
-        for k in 0..ANCHOR {
+        for k in 0..LANES {
             match anchor.get(k) {
                 None => {
                     accepted[bucket][k] = [true; 64];
@@ -367,22 +488,17 @@ fn assign_buckets(anchors: &[(usize, &[u8])], buckets: usize) -> (Tables, f64) {
         }
     }
 
-    let flag_rate = (0..buckets)
-        .filter(|&b| accepted[b].iter().any(|lane| lane.iter().any(|&on| on)))
-        .map(|b| rate[b].iter().product::<f64>())
-        .sum();
-    let groups = buckets / 8;
-    let mut tables = vec![[0u8; 64]; ANCHOR * groups];
+    let mut tables = vec![[[0u8; 64]; LANES]; groups];
     for (bucket, lanes) in accepted.iter().enumerate() {
         for (k, lane) in lanes.iter().enumerate() {
             for (x, &on) in lane.iter().enumerate() {
                 if on {
-                    tables[k * groups + bucket / 8][x] |= 1 << (bucket % 8);
+                    tables[bucket / 8][k][x] |= 1 << (bucket % 8);
                 }
             }
         }
     }
-    (tables, flag_rate)
+    tables
 }
 
 impl KeywordTeddy {
@@ -396,7 +512,55 @@ impl KeywordTeddy {
         supported().then(|| Self::build(keywords))
     }
 
+    /// Anchors of at most `width` bytes for `keywords`, their groups (short,
+    /// then middle and long), the estimated share of flagged positions and
+    /// the estimated cost per input byte in cycles. Long anchors flag less
+    /// but take twice the lookups and input loads; for keywords whose four
+    /// rarest bytes are rare already (most secret prefixes) four-byte
+    /// anchors cost less.
+    #[allow(clippy::type_complexity)]
+    fn plan(
+        keywords: &[Vec<u8>],
+        width: usize,
+    ) -> (
+        Vec<(usize, &[u8])>,
+        Vec<Group<SHORT>>,
+        Vec<Group<ANCHOR>>,
+        f64,
+        f64,
+    ) {
+        let anchors = choose_anchors(keywords, width);
+        let of_class = |class: Class| -> Vec<&[u8]> {
+            anchors
+                .iter()
+                .map(|&(_, a)| a)
+                .filter(|a| Class::of(a.len()) == class)
+                .collect()
+        };
+        let [short, middle, long] = Class::ALL.map(of_class);
+        let (short_groups, short_rate) = group_count::<SHORT>(&short);
+        let (mut long_groups, middle_rate) = group_count::<ANCHOR>(&middle);
+        let (long_only, long_rate) = group_count::<ANCHOR>(&long);
+        long_groups.extend(long_only);
+        let rate = short_rate + middle_rate + long_rate;
+        // Input loads (each with its fold) cost about one lookup each.
+        let inputs = if long_groups.is_empty() {
+            SHORT
+        } else {
+            ANCHOR
+        };
+        let lookups = inputs + SHORT * short_groups.len() + ANCHOR * long_groups.len();
+        #[allow(clippy::cast_precision_loss)] // small counts
+        let cost = lookups as f64 * LOOKUP_CYCLES / BLOCK as f64 + rate * FLAG_CYCLES;
+        (anchors, short_groups, long_groups, rate, cost)
+    }
+
     fn build<K: AsRef<[u8]>>(keywords: &[K]) -> Self {
+        Self::build_with(keywords, &[SHORT, ANCHOR])
+    }
+
+    /// [`Self::build`] choosing among anchor widths `widths` only.
+    fn build_with<K: AsRef<[u8]>>(keywords: &[K], widths: &[usize]) -> Self {
         let folded: Vec<Vec<u8>> = keywords
             .iter()
             .map(|k| k.as_ref().to_ascii_lowercase())
@@ -405,15 +569,12 @@ impl KeywordTeddy {
             folded.iter().all(|k| !k.is_empty()),
             "keywords must not be empty"
         );
-        let anchors = choose_anchors(&folded);
-        let (tables, flag_rate, groups) = BUCKET_CHOICES
+        let (anchors, short_groups, long_groups, flag_rate) = widths
             .iter()
-            .map(|&buckets| {
-                let (tables, rate) = assign_buckets(&anchors, buckets);
-                (tables, rate, buckets / 8)
-            })
-            .min_by(|a, b| scan_cost(8 * a.2, a.1).total_cmp(&scan_cost(8 * b.2, b.1)))
-            .expect("bucket choices");
+            .map(|&width| Self::plan(&folded, width))
+            .min_by(|a, b| a.4.total_cmp(&b.4))
+            .map(|(anchors, short, long, rate, _)| (anchors, short, long, rate))
+            .expect("at least one width");
         let mut keyword_bytes = Vec::new();
         let mut full: Vec<Vec<Member>> = vec![Vec::new(); 1 << INDEX_BITS];
         let mut short: Vec<Vec<Member>> = vec![Vec::new(); 1 << INDEX_BITS];
@@ -422,15 +583,15 @@ impl KeywordTeddy {
         let mut single_first = [0u64; 4];
         for (id, k) in folded.iter().enumerate() {
             let (at, bytes) = anchors[id];
-            let mut word = [0u8; 4];
+            let mut word = [0u8; ANCHOR];
             word[..bytes.len()].copy_from_slice(bytes);
             let member = Member {
                 keyword: u32::try_from(id).expect("fewer than 2^32 keywords"),
                 offset: u32::try_from(keyword_bytes.len()).expect("keywords under 4 GiB"),
                 len: u32::try_from(k.len()).expect("keywords under 4 GiB"),
                 anchor_at: u32::try_from(at).expect("keywords under 4 GiB"),
-                anchor: u32::from_le_bytes(word),
-                anchor_mask: u32::MAX >> (8 * (ANCHOR - bytes.len())),
+                anchor: u64::from_le_bytes(word),
+                anchor_mask: u64::MAX >> (8 * (ANCHOR - bytes.len())),
             };
             keyword_bytes.extend_from_slice(k);
             let first = usize::from(bytes[0]);
@@ -439,7 +600,7 @@ impl KeywordTeddy {
                     single_first[first / 64] |= 1 << (first % 64);
                     singles.push(member);
                 }
-                ANCHOR => full[slot(member.anchor, ANCHOR)].push(member),
+                KEY.. => full[slot(member.anchor, KEY)].push(member),
                 _ => {
                     short_first[first / 64] |= 1 << (first % 64);
                     short[slot(member.anchor, 2)].push(member);
@@ -447,8 +608,8 @@ impl KeywordTeddy {
             }
         }
         Self {
-            tables,
-            groups,
+            short_groups,
+            long_groups,
             full: Index::new(full),
             short: Index::new(short),
             short_first,
@@ -525,7 +686,7 @@ impl KeywordTeddy {
             } else {
                 &[]
             };
-            let full = self.full.at(slot(word, ANCHOR));
+            let full = self.full.at(slot(word, KEY));
             for m in singles.iter().chain(short).chain(full) {
                 if word & m.anchor_mask != m.anchor {
                     continue;
@@ -566,34 +727,33 @@ impl KeywordTeddy {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     unsafe fn scan_avx512(&self, data: &[u8], found: &mut impl FnMut(usize) -> bool) {
-        // The group count as a constant, so that the compiler unrolls the
-        // lookups of a block and drops their bounds checks.
-        match self.groups {
+        if self.long_groups.is_empty() {
             // SAFETY: as for this function.
-            8 => unsafe { self.scan_groups::<8>(data, found) },
+            unsafe { self.scan_inputs::<SHORT>(data, found) }
+        } else {
             // SAFETY: as for this function.
-            16 => unsafe { self.scan_groups::<16>(data, found) },
-            groups => unreachable!("bucket choices are 64 and 128, not {}", 8 * groups),
+            unsafe { self.scan_inputs::<ANCHOR>(data, found) }
         }
     }
 
-    /// [`Self::scan_avx512`] for `G` bucket groups.
+    /// [`Self::scan_avx512`] loading `INPUTS` shifted copies of each block
+    /// (four when every anchor is short).
     ///
     /// # Safety
     /// The CPU must support AVX-512 F, BW and VBMI.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-    unsafe fn scan_groups<const G: usize>(
+    unsafe fn scan_inputs<const INPUTS: usize>(
         &self,
         data: &[u8],
         found: &mut impl FnMut(usize) -> bool,
     ) {
         let mut seen = Seen::default();
         let mut base = 0;
-        // A block at `base` reads data[base + k .. base + k + 64] for k < 4.
+        // A block at `base` reads data[base + k .. base + k + 64] for k < 8.
         while base + BLOCK + ANCHOR - 1 <= data.len() {
-            // SAFETY: the bound above keeps all four loads inside `data`.
-            let positions = unsafe { self.block::<G>(data.as_ptr().add(base), u64::MAX) };
+            // SAFETY: the bound above keeps all eight loads inside `data`.
+            let positions = unsafe { self.block::<INPUTS>(data.as_ptr().add(base), u64::MAX) };
             if positions != 0 && !self.confirm(data, base, positions, &mut seen, found) {
                 return;
             }
@@ -604,8 +764,8 @@ impl KeywordTeddy {
             return;
         }
         // At most BLOCK + ANCHOR - 2 bytes are left: copy them after which
-        // the buffer is zero (an anchor shorter than four bytes accepts any
-        // byte there; its comparison then fails for lack of input).
+        // the buffer is zero (an anchor shorter than eight bytes accepts any
+        // byte past its end; its comparison then fails for lack of input).
         let mut padded = [0u8; 2 * BLOCK + ANCHOR];
         padded[..rest].copy_from_slice(&data[base..]);
         let mut offset = 0;
@@ -616,9 +776,9 @@ impl KeywordTeddy {
             } else {
                 (1u64 << live) - 1
             };
-            // SAFETY: offset < 2 * BLOCK - ANCHOR + 2, so the four loads of
+            // SAFETY: offset < 2 * BLOCK - ANCHOR + 2, so the eight loads of
             // 64 bytes end inside `padded` (2 * BLOCK + ANCHOR bytes).
-            let positions = unsafe { self.block::<G>(padded.as_ptr().add(offset), mask) };
+            let positions = unsafe { self.block::<INPUTS>(padded.as_ptr().add(offset), mask) };
             if positions != 0 && !self.confirm(data, base + offset, positions, &mut seen, found) {
                 return;
             }
@@ -635,7 +795,7 @@ impl KeywordTeddy {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     #[inline]
-    unsafe fn block<const G: usize>(&self, ptr: *const u8, mask: u64) -> u64 {
+    unsafe fn block<const INPUTS: usize>(&self, ptr: *const u8, mask: u64) -> u64 {
         use std::arch::x86_64::{
             __m512i, _mm512_loadu_si512, _mm512_permutexvar_epi8, _mm512_set1_epi8,
             _mm512_setzero_si512, _mm512_srli_epi16, _mm512_ternarylogic_epi64,
@@ -648,30 +808,45 @@ impl KeywordTeddy {
             |v: __m512i| _mm512_ternarylogic_epi64::<0xCA>(low5, v, _mm512_srli_epi16::<1>(v));
         // SAFETY (input loads): the caller guarantees BLOCK + ANCHOR - 1
         // readable bytes at `ptr`.
-        let input: [__m512i; ANCHOR] = unsafe {
-            [
-                fold(_mm512_loadu_si512(ptr.cast())),
-                fold(_mm512_loadu_si512(ptr.add(1).cast())),
-                fold(_mm512_loadu_si512(ptr.add(2).cast())),
-                fold(_mm512_loadu_si512(ptr.add(3).cast())),
-            ]
-        };
-        let tables = &self.tables[..ANCHOR * G];
-        let lookup = |k: usize, group: usize| {
-            // SAFETY: each table is 64 bytes: one load.
-            let table = unsafe { _mm512_loadu_si512(tables[k * G + group].as_ptr().cast()) };
+        // Only the first `INPUTS` are loaded; with four, there are no long
+        // groups to read the others.
+        let input: [__m512i; ANCHOR] = std::array::from_fn(|k| {
+            if k < INPUTS {
+                fold(unsafe { _mm512_loadu_si512(ptr.add(k).cast()) })
+            } else {
+                _mm512_setzero_si512()
+            }
+        });
+        let lookup = |table: &[u8; 64], k: usize| {
+            // SAFETY: a table is 64 bytes: one load.
+            let table = unsafe { _mm512_loadu_si512(table.as_ptr().cast()) };
             _mm512_permutexvar_epi8(input[k], table)
         };
+        // A byte of `any` keeps a bucket's bit when every lookup of its
+        // group accepted it (0x80: a & b & c; 0xF8: a | (b & c)).
         let mut any = _mm512_setzero_si512();
-        for group in 0..G {
-            // A byte of `any` keeps a bucket's bit when all four lookups
-            // accepted it (0x80: a & b & c; 0xF8: a | (b & c)).
+        for group in &self.short_groups {
             let three = _mm512_ternarylogic_epi64::<0x80>(
-                lookup(0, group),
-                lookup(1, group),
-                lookup(2, group),
+                lookup(&group[0], 0),
+                lookup(&group[1], 1),
+                lookup(&group[2], 2),
             );
-            any = _mm512_ternarylogic_epi64::<0xF8>(any, three, lookup(3, group));
+            any = _mm512_ternarylogic_epi64::<0xF8>(any, three, lookup(&group[3], 3));
+        }
+        for group in &self.long_groups {
+            let three = _mm512_ternarylogic_epi64::<0x80>(
+                lookup(&group[0], 0),
+                lookup(&group[1], 1),
+                lookup(&group[2], 2),
+            );
+            let five = _mm512_ternarylogic_epi64::<0x80>(
+                three,
+                lookup(&group[3], 3),
+                lookup(&group[4], 4),
+            );
+            let seven =
+                _mm512_ternarylogic_epi64::<0x80>(five, lookup(&group[5], 5), lookup(&group[6], 6));
+            any = _mm512_ternarylogic_epi64::<0xF8>(any, seven, lookup(&group[7], 7));
         }
         _mm512_test_epi8_mask(any, any) & mask
     }
@@ -698,6 +873,72 @@ mod tests {
         true
     }
 
+    /// The filter with anchors of at most four bytes, and with anchors of
+    /// up to eight, whichever the cost model would choose.
+    fn both_plans<K: AsRef<[u8]>>(keywords: &[K]) -> [KeywordTeddy; 2] {
+        [SHORT, ANCHOR].map(|width| KeywordTeddy::build_with(keywords, &[width]))
+    }
+
+    #[test]
+    fn lowers_ascii_capitals_in_every_byte_of_a_word() {
+        for b in 0..=u8::MAX {
+            for at in 0..8 {
+                let mut word = *b"Ab\xc3Z@[`z";
+                word[at] = b;
+                let expected = u64::from_le_bytes(word.map(|x| x.to_ascii_lowercase()));
+                assert_eq!(lower8(u64::from_le_bytes(word)), expected, "{b:#x} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_phrases_take_long_anchors_and_token_prefixes_short_ones() {
+        if skip_without_vbmi() {
+            return;
+        }
+        // Hundreds of English phrases: four-byte windows common in prose
+        // fill the buckets' tables, so eight-byte anchors pay for their
+        // extra lookups.
+        let verbs = [
+            "ignore",
+            "disregard",
+            "forget",
+            "override",
+            "bypass",
+            "skip",
+            "drop",
+        ];
+        let whats = [
+            "previous",
+            "prior",
+            "all",
+            "your",
+            "the above",
+            "earlier",
+            "any",
+            "those",
+        ];
+        let nouns = [
+            "instructions",
+            "rules",
+            "guidelines",
+            "directions",
+            "orders",
+            "policies",
+        ];
+        let phrases: Vec<String> = verbs
+            .iter()
+            .flat_map(|v| whats.iter().map(move |w| format!("{v} {w}")))
+            .flat_map(|vw| nouns.iter().map(move |n| format!("{vw} {n}")))
+            .collect();
+        let filter = KeywordTeddy::new(&phrases).unwrap();
+        assert!(filter.short_groups.is_empty() && !filter.long_groups.is_empty());
+        // Token prefixes with rare bytes: four bytes are rare enough.
+        let prefixes: Vec<String> = (0..60).map(|i| format!("q{i:02}x_")).collect();
+        let filter = KeywordTeddy::new(&prefixes).unwrap();
+        assert!(!filter.short_groups.is_empty() && filter.long_groups.is_empty());
+    }
+
     #[test]
     fn none_without_the_cpu_features() {
         assert_eq!(KeywordTeddy::new(&["abc"]).is_some(), supported());
@@ -712,26 +953,29 @@ mod tests {
             .iter()
             .map(|k| k.as_bytes().to_vec())
             .collect();
-        let filter = KeywordTeddy::new(&keywords).unwrap();
-        // Every input length around the block size and every placement.
-        for len in [0, 1, 3, 4, 63, 64, 65, 66, 67, 68, 127, 128, 131, 200] {
-            for at in 0..len {
-                let mut data = vec![b'.'; len];
-                let word = b"SK-ANT-";
-                for (i, &b) in word.iter().enumerate() {
-                    if at + i < len {
-                        data[at + i] = b;
+        for filter in both_plans(&keywords) {
+            // Every input length around the block size and every placement.
+            for len in [
+                0, 1, 3, 4, 63, 64, 65, 66, 67, 68, 71, 72, 127, 128, 131, 135, 136, 200,
+            ] {
+                for at in 0..len {
+                    let mut data = vec![b'.'; len];
+                    let word = b"SK-ANT-";
+                    for (i, &b) in word.iter().enumerate() {
+                        if at + i < len {
+                            data[at + i] = b;
+                        }
                     }
+                    assert_eq!(
+                        present(&filter, &data),
+                        expected(&keywords, &data),
+                        "{len} {at}"
+                    );
                 }
-                assert_eq!(
-                    present(&filter, &data),
-                    expected(&keywords, &data),
-                    "{len} {at}"
-                );
             }
+            assert_eq!(present(&filter, "x Tél".as_bytes()), vec![5]);
+            assert_eq!(present(&filter, "x TÉL".as_bytes()), Vec::<usize>::new());
         }
-        assert_eq!(present(&filter, "x Tél".as_bytes()), vec![5]);
-        assert_eq!(present(&filter, "x TÉL".as_bytes()), Vec::<usize>::new());
     }
 
     #[test]
@@ -747,7 +991,7 @@ mod tests {
         .iter()
         .map(|k| k.as_bytes().to_vec())
         .collect();
-        let anchors = choose_anchors(&keywords);
+        let anchors = choose_anchors(&keywords, ANCHOR);
         let words: Vec<&[u8]> = anchors.iter().map(|&(_, w)| w).collect();
         // Not the start of `content`, nor inside `system` or `you`.
         assert_ne!(words[0], b"cont");
@@ -793,15 +1037,16 @@ mod tests {
         };
         for count in [1, 7, 70, 300, 1000] {
             let keywords: Vec<Vec<u8>> = (0..count).map(|i| pick(1 + (i % 20))).collect();
-            let filter = KeywordTeddy::new(&keywords).unwrap();
-            for len in [0, 1, 2, 5, 66, 67, 130, 999, 4096] {
-                for _ in 0..8 {
-                    let data = pick(len);
-                    assert_eq!(
-                        present(&filter, &data),
-                        expected(&keywords, &data),
-                        "{count} keywords, {data:?}"
-                    );
+            for filter in both_plans(&keywords) {
+                for len in [0, 1, 2, 5, 66, 67, 71, 72, 130, 999, 4096] {
+                    for _ in 0..8 {
+                        let data = pick(len);
+                        assert_eq!(
+                            present(&filter, &data),
+                            expected(&keywords, &data),
+                            "{count} keywords, {data:?}"
+                        );
+                    }
                 }
             }
         }
