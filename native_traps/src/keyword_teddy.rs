@@ -5,7 +5,8 @@
 //!
 //! Each keyword gets an *anchor*: the whole keyword when it has at most
 //! eight bytes, else the eight consecutive bytes of it least likely in
-//! ordinary text. Likelihood comes from a letter-bigram model of English
+//! ordinary text (or, when the cost estimate below prefers it for the
+//! keyword set, at most four bytes). Likelihood comes from a letter-bigram model of English
 //! (`text_model.rs`) and a short list of the words that fill chat traffic,
 //! and keywords that would share an anchor are pushed apart, since every
 //! sharer is compared when the anchor occurs. Anchors are spread over
@@ -13,7 +14,11 @@
 //! four bytes), middle (five to seven) or long (eight). A bucket that mixed
 //! them would accept any byte in the places its short members leave open, so
 //! its long members' later bytes would stop filtering (measured: 128 flags
-//! per 4 KiB of chat prose with mixed buckets, 4 with classes apart). Input
+//! per 4 KiB of chat prose with mixed buckets, 4 with classes apart). The
+//! number of bucket groups of each class, and the anchor width (four or
+//! eight), are those with the least estimated cost per input byte: table
+//! lookups plus flagged positions, whose rate a forward walk of the bigram
+//! model estimates for each bucket (see `KeywordTeddy::plan`). Input
 //! bytes are folded to six bits, as in the scalar filter (bits 0-4 and bit
 //! 6: the two ASCII cases of a letter meet, so the filter is
 //! case-insensitive; other collisions only cost false alarms). For each
@@ -255,7 +260,7 @@ fn lowered_word(data: &[u8], at: usize) -> u64 {
 
 /// What one scan has already reported, so that a body repeating a keyword's
 /// anchor (`aaaa...` against a keyword of `a`s, flagged at every byte)
-/// costs a comparison of four bytes per position, not a keyword comparison.
+/// costs a comparison of eight bytes per position, not a keyword comparison.
 #[derive(Debug, Default)]
 struct Seen {
     /// One bit per keyword id; empty until the first report.
