@@ -37,6 +37,19 @@ _KEK_INFO = b"godel file kek v1"
 _NONCE = 12
 
 
+def _without_text_newline(raw: bytes) -> bytes:
+    """The file's key material: a text file (UTF-8 with no control characters, such as a
+    base64 or hex key or a password written by a template or ``echo``) loses its trailing
+    newlines; anything else (a binary key, as from ``openssl rand 32``) is kept byte for byte,
+    since a random key may well end in a byte that reads as a newline."""
+    text = raw.rstrip(b"\r\n")
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+    return text if decoded.isprintable() else raw
+
+
 def fingerprint(material: bytes) -> str:
     """8 hex digits identifying a key's content (not its value)."""
     return hashlib.sha256(b"godel-key-fingerprint\x00" + material).hexdigest()[:8]
@@ -69,7 +82,7 @@ class FileProvider:
             cached = self._current.get(ref.path)
             if cached is not None and cached.stat_key == stat_key:
                 return cached.version
-            raw = path.read_bytes().rstrip(b"\r\n")
+            raw = _without_text_newline(path.read_bytes())
         except OSError as exc:
             raise KeyProviderError(f"{ref}: cannot read the key file ({exc.strerror})") from None
         if not raw:

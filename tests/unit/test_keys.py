@@ -164,6 +164,27 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)  # as Vault Agent and Kubernetes secret volumes do
 
 
+def test_file_key_keeps_a_binary_key_whole_and_strips_a_text_keys_newline(tmp_path: Path) -> None:
+    binary = tmp_path / "binary"
+    # 31 random bytes and a final byte that reads as a newline: a KEK from `openssl rand 32`
+    # ends so about once in 128 keys. Stripping it would leave 31 bytes and a refused KEK.
+    key = bytes([0x00, 0xFF]) + os.urandom(29) + b"\n"
+    _write(binary, key)
+    text = tmp_path / "text"
+    _write(text, b"c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy1sb25n\r\n")
+
+    async def run() -> None:
+        provider = FileProvider()
+        got = await provider.fetch(parse_ref(f"file:{binary}"))
+        assert got.material.reveal() == key
+        dk = await provider.generate_data_key(parse_ref(f"file:{binary}"), {"log": "audit"})
+        assert len(dk.plaintext.reveal()) == 32
+        got = await provider.fetch(parse_ref(f"file:{text}"))
+        assert got.material.reveal() == b"c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy1sb25n"
+
+    asyncio.run(run())
+
+
 def test_file_provider_rereads_on_change_and_keyring_keeps_previous(tmp_path: Path) -> None:
     key = tmp_path / "pseudonym"
     first, second, third = (os.urandom(24).hex().encode() for _ in range(3))
