@@ -6,10 +6,10 @@
 //! Each keyword gets an *anchor*: the whole keyword when it has at most
 //! eight bytes, else the eight consecutive bytes of it least likely in
 //! ordinary text (or, when the cost estimate below prefers it for the
-//! keyword set, at most four bytes). Likelihood comes from a letter-bigram model of English
-//! (`text_model.rs`) and a short list of the words that fill chat traffic,
-//! and keywords that would share an anchor are pushed apart, since every
-//! sharer is compared when the anchor occurs. Anchors are spread over
+//! keyword set, at most four bytes). Likelihood comes from a letter-bigram
+//! model of English (`text_model.rs`) and a short list of the words that
+//! fill chat traffic, and keywords that would share an anchor are pushed
+//! apart, since every sharer is compared when the anchor occurs. Anchors are spread over
 //! buckets, and each bucket holds anchors of one *class* only: short (one to
 //! four bytes), middle (five to seven) or long (eight). A bucket that mixed
 //! them would accept any byte in the places its short members leave open, so
@@ -70,7 +70,7 @@ const MAX_GROUPS: usize = 8;
 /// 0.75 ns per byte, and each flag cost about 32 ns.
 const LOOKUP_CYCLES: f64 = 1.4;
 const FLAG_CYCLES: f64 = 100.0;
-/// How much more often than [`estimated_rate`] says real text flags a
+/// How much more often than [`TextOdds::flag_rate`] says real text flags a
 /// position: the bigram model knows which letters follow which, not which
 /// words follow which (measured about 2x on the bench corpus for the
 /// eight-byte classes).
@@ -102,18 +102,18 @@ impl Class {
 
 /// The groups for `anchors` (all of one class, `LANES` lookups per group):
 /// the count from one to [`MAX_GROUPS`] with the least estimated cost per
-/// input byte, lookups plus flagged positions (by [`estimated_rate`]), and
+/// input byte, lookups plus flagged positions (by [`TextOdds::flag_rate`]), and
 /// the estimated share of flagged positions. More groups mean smaller
 /// buckets, so fewer unions of accepted bytes that ordinary text fills, at
 /// the price of more lookups. With no anchors, no groups.
-fn group_count<const LANES: usize>(anchors: &[&[u8]]) -> (Vec<Group<LANES>>, f64) {
+fn group_count<const LANES: usize>(anchors: &[&[u8]], odds: &TextOdds) -> (Vec<Group<LANES>>, f64) {
     if anchors.is_empty() {
         return (Vec::new(), 0.0);
     }
     let mut best: Option<(f64, Vec<Group<LANES>>, f64)> = None;
     for count in 1..=MAX_GROUPS {
         let groups = assign_buckets::<LANES>(anchors, count);
-        let rate = RATE_BIAS * estimated_rate(&groups);
+        let rate = RATE_BIAS * odds.flag_rate(&groups);
         #[allow(clippy::cast_precision_loss)] // small counts
         let cost = (count * LANES) as f64 * LOOKUP_CYCLES / BLOCK as f64 + rate * FLAG_CYCLES;
         if best.as_ref().is_some_and(|(b, ..)| *b <= cost) {
@@ -125,56 +125,98 @@ fn group_count<const LANES: usize>(anchors: &[&[u8]]) -> (Vec<Group<LANES>>, f64
     (groups, rate)
 }
 
-/// The estimated share of positions of English text where some bucket of
-/// `groups` accepts every byte: for each bucket, the chance that a run of
-/// `LANES` symbols of [`text_model`] passes it, walked forward one symbol
-/// at a time with the model's bigram probabilities (so that `t` after `s`
-/// counts as often as it is, not as often as `t` alone). Within a symbol
-/// (digits, white space, other bytes) a lane accepts a share of it by the
-/// bytes' [`commonness`].
-fn estimated_rate<const LANES: usize>(groups: &[Group<LANES>]) -> f64 {
-    use text_model::{symbol, BIGRAM, SYMBOLS, UNIGRAM};
-    let prob = |cost: u8| (-f64::from(cost) / 4.0).exp2();
-    let normal = |row: &[u8; SYMBOLS]| -> [f64; SYMBOLS] {
-        let p = row.map(prob);
-        let total: f64 = p.iter().sum();
-        p.map(|x| x / total)
-    };
-    let first = normal(&UNIGRAM);
-    let next: Vec<[f64; SYMBOLS]> = BIGRAM.iter().map(normal).collect();
-    let weight = |b: u8| f64::from(1u32 << commonness(b));
-    let mut symbol_weight = [0.0; SYMBOLS];
-    for b in 0..=u8::MAX {
-        symbol_weight[symbol(b)] += weight(b);
-    }
-    let mut total = 0.0;
-    for group in groups {
-        for bucket in 0..8 {
-            // accepts[k][s]: the share of symbol `s` that lane `k` accepts.
-            let mut accepts = [[0.0; SYMBOLS]; LANES];
-            for (k, lane) in accepts.iter_mut().enumerate() {
-                for b in 0..=u8::MAX {
-                    if group[k][usize::from(fold(b))] & (1 << bucket) != 0 {
-                        lane[symbol(b)] += weight(b) / symbol_weight[symbol(b)];
-                    }
-                }
-            }
-            let mut reach: [f64; SYMBOLS] = std::array::from_fn(|s| first[s] * accepts[0][s]);
-            for lane in &accepts[1..] {
-                reach = std::array::from_fn(|t| {
-                    (0..SYMBOLS).map(|s| reach[s] * next[s][t]).sum::<f64>() * lane[t]
-                });
-            }
-            total += reach.iter().sum::<f64>();
+/// The bigram model of [`text_model`] as probabilities, and how each
+/// folded byte value shares out over its symbols, derived once per filter
+/// build for [`TextOdds::flag_rate`].
+struct TextOdds {
+    /// Probability of each symbol on its own.
+    first: [f64; text_model::SYMBOLS],
+    /// `next[s][t]`: probability of symbol `t` right after `s`.
+    next: [[f64; text_model::SYMBOLS]; text_model::SYMBOLS],
+    /// `share[x][s]`: the share of symbol `s` made of bytes that fold to
+    /// `x`, by the bytes' [`commonness`] (a digit, white space and other
+    /// bytes are each one symbol of many bytes).
+    share: [[f64; text_model::SYMBOLS]; 64],
+}
+
+impl TextOdds {
+    fn new() -> Self {
+        use text_model::{symbol, BIGRAM, SYMBOLS, UNIGRAM};
+        let normal = |row: &[u8; SYMBOLS]| -> [f64; SYMBOLS] {
+            let p = row.map(|cost| (-f64::from(cost) / 4.0).exp2());
+            let total: f64 = p.iter().sum();
+            p.map(|x| x / total)
+        };
+        let weight = |b: u8| f64::from(1u32 << commonness(b));
+        let mut symbol_weight = [0.0; SYMBOLS];
+        for b in 0..=u8::MAX {
+            symbol_weight[symbol(b)] += weight(b);
+        }
+        let mut share = [[0.0; SYMBOLS]; 64];
+        for b in 0..=u8::MAX {
+            share[usize::from(fold(b))][symbol(b)] += weight(b) / symbol_weight[symbol(b)];
+        }
+        Self {
+            first: normal(&UNIGRAM),
+            next: BIGRAM.map(|row| normal(&row)),
+            share,
         }
     }
-    total
+
+    /// The estimated share of positions of English text where some bucket
+    /// of `groups` accepts every byte: for each bucket, the chance that a
+    /// run of `LANES` symbols passes it, walked forward one symbol at a
+    /// time with the bigram probabilities (so that `t` after `s` counts as
+    /// often as it is, not as often as `t` alone).
+    fn flag_rate<const LANES: usize>(&self, groups: &[Group<LANES>]) -> f64 {
+        use text_model::SYMBOLS;
+        let mut total = 0.0;
+        for group in groups {
+            for bucket in 0..8 {
+                // accepts[k][s]: the share of symbol `s` that lane `k` accepts.
+                let mut accepts = [[0.0; SYMBOLS]; LANES];
+                for (lane, table) in accepts.iter_mut().zip(group) {
+                    for (x, share) in self.share.iter().enumerate() {
+                        if table[x] & (1 << bucket) != 0 {
+                            for (a, s) in lane.iter_mut().zip(share) {
+                                *a += s;
+                            }
+                        }
+                    }
+                }
+                let mut reach: [f64; SYMBOLS] =
+                    std::array::from_fn(|s| self.first[s] * accepts[0][s]);
+                for lane in &accepts[1..] {
+                    reach = std::array::from_fn(|t| {
+                        (0..SYMBOLS)
+                            .map(|s| reach[s] * self.next[s][t])
+                            .sum::<f64>()
+                            * lane[t]
+                    });
+                }
+                total += reach.iter().sum::<f64>();
+            }
+        }
+        total
+    }
 }
 
 /// The lookup tables of one group of eight buckets: `table[k][x]` has bit
 /// `b` set when bucket `b` accepts a byte folding to `x` at anchor position
 /// `k`.
 type Group<const LANES: usize> = [[u8; 64]; LANES];
+
+/// One way to build the filter for a keyword set: each keyword's anchor
+/// (offset and bytes), the bucket groups (short, then middle and long), the
+/// estimated share of flagged positions and the estimated cost per input
+/// byte in cycles.
+struct Plan<'k> {
+    anchors: Vec<(usize, &'k [u8])>,
+    short_groups: Vec<Group<SHORT>>,
+    long_groups: Vec<Group<ANCHOR>>,
+    flag_rate: f64,
+    cost: f64,
+}
 
 /// One keyword as the final comparison sees it.
 #[derive(Debug, Clone, Copy)]
@@ -397,8 +439,8 @@ const COMMON_PENALTY: u32 = 64;
 
 /// Each keyword's anchor (keywords ASCII-lowercased): the whole keyword
 /// when it has at most `width` bytes, else the `width` consecutive bytes
-/// least likely in text by [`window_cost`], with its offset. Every keyword whose anchor occurs is compared,
-/// so an anchor that several keywords share (`you ` in `you were told`,
+/// least likely in text by [`window_cost`], with its offset. Every keyword
+/// whose anchor occurs is compared, so an anchor that several keywords share (`you ` in `you were told`,
 /// `you were sent`, ...) costs one comparison per sharer: a second round
 /// moves each keyword to the window that is best once that is charged
 /// (one bit per doubling of the sharers). Ties go to the last window.
@@ -440,9 +482,10 @@ fn choose_anchors(keywords: &[Vec<u8>], width: usize) -> Vec<(usize, &[u8])> {
 }
 
 /// The buckets for `anchors` (all of one [`Class`]), as `groups` groups of
-/// lookup tables for the first `LANES` anchor positions. Greedy: the anchors most likely to be flagged on
-/// their own go first, each into the bucket whose estimated flag rate
-/// (product over the positions of the accepted bytes' weight) grows least.
+/// lookup tables for the first `LANES` anchor positions. Greedy: the
+/// anchors most likely to be flagged on their own go first, each into the
+/// bucket whose estimated flag rate (product over the positions of the
+/// accepted bytes' weight) grows least.
 fn assign_buckets<const LANES: usize>(anchors: &[&[u8]], groups: usize) -> Vec<Group<LANES>> {
     let weight = folded_weights();
     let own_rate = |anchor: &[u8]| -> f64 {
@@ -517,23 +560,11 @@ impl KeywordTeddy {
         supported().then(|| Self::build(keywords))
     }
 
-    /// Anchors of at most `width` bytes for `keywords`, their groups (short,
-    /// then middle and long), the estimated share of flagged positions and
-    /// the estimated cost per input byte in cycles. Long anchors flag less
-    /// but take twice the lookups and input loads; for keywords whose four
-    /// rarest bytes are rare already (most secret prefixes) four-byte
-    /// anchors cost less.
-    #[allow(clippy::type_complexity)]
-    fn plan(
-        keywords: &[Vec<u8>],
-        width: usize,
-    ) -> (
-        Vec<(usize, &[u8])>,
-        Vec<Group<SHORT>>,
-        Vec<Group<ANCHOR>>,
-        f64,
-        f64,
-    ) {
+    /// The plan for anchors of at most `width` bytes (see [`Plan`]). Long
+    /// anchors flag less but take twice the lookups and input loads; for
+    /// keywords whose four rarest bytes are rare already (most secret
+    /// prefixes) four-byte anchors cost less.
+    fn plan<'k>(keywords: &'k [Vec<u8>], width: usize, odds: &TextOdds) -> Plan<'k> {
         let anchors = choose_anchors(keywords, width);
         let of_class = |class: Class| -> Vec<&[u8]> {
             anchors
@@ -543,11 +574,11 @@ impl KeywordTeddy {
                 .collect()
         };
         let [short, middle, long] = Class::ALL.map(of_class);
-        let (short_groups, short_rate) = group_count::<SHORT>(&short);
-        let (mut long_groups, middle_rate) = group_count::<ANCHOR>(&middle);
-        let (long_only, long_rate) = group_count::<ANCHOR>(&long);
+        let (short_groups, short_rate) = group_count::<SHORT>(&short, odds);
+        let (mut long_groups, middle_rate) = group_count::<ANCHOR>(&middle, odds);
+        let (long_only, long_rate) = group_count::<ANCHOR>(&long, odds);
         long_groups.extend(long_only);
-        let rate = short_rate + middle_rate + long_rate;
+        let flag_rate = short_rate + middle_rate + long_rate;
         // Input loads (each with its fold) cost about one lookup each.
         let inputs = if long_groups.is_empty() {
             SHORT
@@ -556,8 +587,14 @@ impl KeywordTeddy {
         };
         let lookups = inputs + SHORT * short_groups.len() + ANCHOR * long_groups.len();
         #[allow(clippy::cast_precision_loss)] // small counts
-        let cost = lookups as f64 * LOOKUP_CYCLES / BLOCK as f64 + rate * FLAG_CYCLES;
-        (anchors, short_groups, long_groups, rate, cost)
+        let cost = lookups as f64 * LOOKUP_CYCLES / BLOCK as f64 + flag_rate * FLAG_CYCLES;
+        Plan {
+            anchors,
+            short_groups,
+            long_groups,
+            flag_rate,
+            cost,
+        }
     }
 
     fn build<K: AsRef<[u8]>>(keywords: &[K]) -> Self {
@@ -574,11 +611,17 @@ impl KeywordTeddy {
             folded.iter().all(|k| !k.is_empty()),
             "keywords must not be empty"
         );
-        let (anchors, short_groups, long_groups, flag_rate) = widths
+        let odds = TextOdds::new();
+        let Plan {
+            anchors,
+            short_groups,
+            long_groups,
+            flag_rate,
+            ..
+        } = widths
             .iter()
-            .map(|&width| Self::plan(&folded, width))
-            .min_by(|a, b| a.4.total_cmp(&b.4))
-            .map(|(anchors, short, long, rate, _)| (anchors, short, long, rate))
+            .map(|&width| Self::plan(&folded, width, &odds))
+            .min_by(|a, b| a.cost.total_cmp(&b.cost))
             .expect("at least one width");
         let mut keyword_bytes = Vec::new();
         let mut full: Vec<Vec<Member>> = vec![Vec::new(); 1 << INDEX_BITS];
