@@ -38,16 +38,18 @@ _NONCE = 12
 
 
 def _without_text_newline(raw: bytes) -> bytes:
-    """The file's key material: a text file (UTF-8 with no control characters, such as a
-    base64 or hex key or a password written by a template or ``echo``) loses its trailing
-    newlines; anything else (a binary key, as from ``openssl rand 32``) is kept byte for byte,
-    since a random key may well end in a byte that reads as a newline."""
+    """The file's key material: a text file (UTF-8 whose only control characters are line
+    breaks and tabs, such as a base64 or hex key, a password written by a template or ``echo``,
+    or several lines of them) loses its trailing newlines; anything else (a binary key, as from
+    ``openssl rand 32``) is kept byte for byte, since a random key may well end in a byte that
+    reads as a newline."""
     text = raw.rstrip(b"\r\n")
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError:
         return raw
-    return text if decoded.isprintable() else raw
+    is_text = all(c.isprintable() or c in "\t\r\n" for c in decoded)
+    return text if is_text else raw
 
 
 def fingerprint(material: bytes) -> str:

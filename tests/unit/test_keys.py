@@ -172,6 +172,8 @@ def test_file_key_keeps_a_binary_key_whole_and_strips_a_text_keys_newline(tmp_pa
     _write(binary, key)
     text = tmp_path / "text"
     _write(text, b"c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy1sb25n\r\n")
+    lines = tmp_path / "lines"
+    _write(lines, b"first half of a passphrase\n\tsecond half\n\n")
 
     async def run() -> None:
         provider = FileProvider()
@@ -181,6 +183,8 @@ def test_file_key_keeps_a_binary_key_whole_and_strips_a_text_keys_newline(tmp_pa
         assert len(dk.plaintext.reveal()) == 32
         got = await provider.fetch(parse_ref(f"file:{text}"))
         assert got.material.reveal() == b"c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy1sb25n"
+        got = await provider.fetch(parse_ref(f"file:{lines}"))
+        assert got.material.reveal() == b"first half of a passphrase\n\tsecond half"
 
     asyncio.run(run())
 
