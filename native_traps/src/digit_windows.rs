@@ -17,7 +17,10 @@
 //!   digits of a match (a card number: space and dash);
 //! * the *span bytes*: every byte a match can hold, digits included (an
 //!   IBAN: capitals, digits and space);
-//! * `M`: the shortest match in bytes (`minimum_len`).
+//! * `M`: the shortest match in bytes (`minimum_len`);
+//! * `I` (inner): the fewest bytes other than digits between the first and
+//!   the last digit of a match (an IPv4 address: its three dots; an SSN:
+//!   its two separators).
 //!
 //! The byte sets are over-approximations (a class with a character beyond
 //! ASCII adds every byte from `0x80` up), which only makes the windows
@@ -47,7 +50,8 @@
 //! span bytes around the cluster (every byte from `pos[f]` to `pos[l]` is a
 //! digit or a gap byte, so a span byte). It drops an interval shorter than
 //! `M` (in particular an empty or reversed one: the cluster's digits are
-//! too far apart for the length bound) and merges the intervals that overlap,
+//! too far apart for the length bound), skips a cluster with fewer than `I`
+//! bytes other than digits from its first digit to its last, and merges the intervals that overlap,
 //! touch or lie at most [`MERGE_GAP`]
 //! bytes apart into disjoint windows: a gap that small costs less to search
 //! than one more search call, and a window that covers more is still a
@@ -69,7 +73,9 @@
 //! the match is a span byte and the match holds `pos[i]`, so it lies inside
 //! the run of span bytes around `pos[i]`, which is the run around the
 //! cluster; and it is at least `M` long, so the narrowed interval is too.
-//! A match is
+//! From the match's first digit to its last lie at least `I` bytes other
+//! than digits, all inside the cluster's span `pos[f]..=pos[l]`, so the
+//! cluster is not skipped. A match is
 //! never empty (it holds `k >= 1` digits), so it lies inside exactly one of
 //! the disjoint windows: the one holding its start. In particular every
 //! match that *starts* inside window `[a, b)` also ends by `b`, and no match
@@ -169,6 +175,9 @@ pub struct DigitShape {
     pub span_bytes: ByteSet,
     /// `M`: no match is shorter than this many bytes.
     pub min_len: usize,
+    /// `I`: every match has at least this many bytes other than digits
+    /// between its first and its last digit.
+    pub min_inner: usize,
     /// How the clusters are looked for.
     pub narrowing: Narrowing,
 }
@@ -267,6 +276,7 @@ impl DigitShape {
                 .union(layout.trail.bytes)
                 .union(ByteSet::range(marker.range().0, marker.range().1)),
             min_len: hir.properties().minimum_len().unwrap_or(0),
+            min_inner: Least::of(hir, marker).digits.map_or(0, |d| d.inner),
             narrowing: Narrowing::Whole,
         };
         let shape = Self {
@@ -376,6 +386,175 @@ pub fn min_digits(hir: &Hir, marker: Marker) -> usize {
             .map(|branch| min_digits(branch, marker))
             .min()
             .unwrap_or(0),
+    }
+}
+
+/// Lower bounds on byte counts over the strings a piece of a pattern
+/// matches (look-around ignored): the mirror image of [`Layout`]'s upper
+/// bounds, for `I`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Least {
+    /// The fewest bytes of a string without a digit (`None`: there is no
+    /// such string).
+    plain: Option<usize>,
+    /// Over the strings with a digit (`None`: there is no such string).
+    digits: Option<Around>,
+}
+
+/// See [`Least`]: each count is a lower bound over the strings with a
+/// digit, taken separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Around {
+    /// Bytes before the first digit.
+    lead: usize,
+    /// Bytes other than digits between the first and the last digit.
+    inner: usize,
+    /// Bytes after the last digit.
+    trail: usize,
+}
+
+impl Around {
+    /// The smaller of each count.
+    fn min(self, other: Self) -> Self {
+        Self {
+            lead: self.lead.min(other.lead),
+            inner: self.inner.min(other.inner),
+            trail: self.trail.min(other.trail),
+        }
+    }
+}
+
+/// The smaller of two optional bounds; `None` (no string) gives way.
+fn least(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Least {
+    /// Only the empty string.
+    const EMPTY: Self = Self {
+        plain: Some(0),
+        digits: None,
+    };
+
+    /// Lower bounds for the strings `hir` matches.
+    fn of(hir: &Hir, marker: Marker) -> Self {
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => Self::EMPTY,
+            HirKind::Literal(literal) => {
+                let bytes = &literal.0;
+                match (
+                    bytes.iter().position(|&b| marker.is(b)),
+                    bytes.iter().rposition(|&b| marker.is(b)),
+                ) {
+                    (Some(first), Some(last)) => Self {
+                        plain: None,
+                        digits: Some(Around {
+                            lead: first,
+                            inner: bytes[first..=last]
+                                .iter()
+                                .filter(|&&b| !marker.is(b))
+                                .count(),
+                            trail: bytes.len() - 1 - last,
+                        }),
+                    },
+                    _ => Self {
+                        plain: Some(bytes.len()),
+                        digits: None,
+                    },
+                }
+            }
+            HirKind::Class(class) => Self {
+                // One character: a digit, or one of at least this many
+                // bytes.
+                plain: (!only_ascii_digits(class, marker))
+                    .then(|| class.minimum_len())
+                    .flatten(),
+                digits: has_ascii_digit(class, marker).then_some(Around {
+                    lead: 0,
+                    inner: 0,
+                    trail: 0,
+                }),
+            },
+            HirKind::Repetition(repetition) if repetition.max == Some(0) => Self::EMPTY,
+            HirKind::Repetition(repetition) => {
+                let sub = Self::of(&repetition.sub, marker);
+                let min = usize::try_from(repetition.min).unwrap_or(usize::MAX);
+                let plain = if min == 0 {
+                    Some(0)
+                } else {
+                    sub.plain.map(|p| p.saturating_mul(min))
+                };
+                // A string with a digit has a copy with one, whose own
+                // counts are part of it; when every copy holds a digit,
+                // each of the `min` copies adds its inner bytes, and each
+                // boundary between two a trail and a lead.
+                let digits = sub.digits.map(|d| match sub.plain {
+                    None if min >= 2 => Around {
+                        inner: d.inner.saturating_mul(min).saturating_add(
+                            (d.trail.saturating_add(d.lead)).saturating_mul(min - 1),
+                        ),
+                        ..d
+                    },
+                    _ => d,
+                });
+                Self { plain, digits }
+            }
+            HirKind::Capture(capture) => Self::of(&capture.sub, marker),
+            HirKind::Concat(parts) => parts.iter().fold(Self::EMPTY, |before, part| {
+                before.then(Self::of(part, marker))
+            }),
+            HirKind::Alternation(branches) => branches
+                .iter()
+                .map(|branch| Self::of(branch, marker))
+                .reduce(Self::or)
+                .unwrap_or(Self {
+                    plain: None,
+                    digits: None,
+                }),
+        }
+    }
+
+    /// A string of `self` followed by one of `after`.
+    fn then(self, after: Self) -> Self {
+        let sum = |a: Option<usize>, b: Option<usize>| Some(a?.saturating_add(b?));
+        let plain = sum(self.plain, after.plain);
+        // The digits are in the first piece only, the second only, or both.
+        let first = self.digits.zip(after.plain).map(|(d, p)| Around {
+            trail: d.trail.saturating_add(p),
+            ..d
+        });
+        let second = self.plain.zip(after.digits).map(|(p, d)| Around {
+            lead: p.saturating_add(d.lead),
+            ..d
+        });
+        let both = self.digits.zip(after.digits).map(|(a, b)| Around {
+            lead: a.lead,
+            inner: a
+                .inner
+                .saturating_add(a.trail)
+                .saturating_add(b.lead)
+                .saturating_add(b.inner),
+            trail: b.trail,
+        });
+        let digits = [first, second, both]
+            .into_iter()
+            .flatten()
+            .reduce(Around::min);
+        Self { plain, digits }
+    }
+
+    /// A string of `self` or one of `other`.
+    fn or(self, other: Self) -> Self {
+        Self {
+            plain: least(self.plain, other.plain),
+            digits: match (self.digits, other.digits) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
     }
 }
 
@@ -924,9 +1103,10 @@ fn match_star(from: u64, through: u64, carry: &mut u64) -> u64 {
 type Cluster = [usize; 4];
 
 /// What the clusters of a rule depend on: `G`, the bytes allowed between two
-/// digits, `k` (clusters with fewer digits are left out), the narrowing and
+/// digits, `k` and `I` (clusters with fewer digits, or fewer other bytes
+/// between their first and last digit, are left out), the narrowing and
 /// `M`.
-type ClusterKey = (Option<usize>, ByteSet, usize, Narrowing, usize);
+type ClusterKey = (Option<usize>, ByteSet, usize, usize, Narrowing, usize);
 
 /// The digits (bytes of a [`Marker`]) of one body and, on demand, the
 /// clusters of each rule.
@@ -1023,6 +1203,16 @@ impl<'a> Digits<'a> {
         })
     }
 
+    /// The number of digits in `start..end`.
+    fn count(&self, start: usize, end: usize) -> usize {
+        if start >= end {
+            return 0;
+        }
+        (start >> 6..=(end - 1) >> 6)
+            .map(|w| (self.masks[w] & after(start, w) & !after(end, w)).count_ones() as usize)
+            .sum()
+    }
+
     /// The positions of the digits in `start..end`, ascending.
     fn positions(&self, start: usize, end: usize, out: &mut Vec<usize>) {
         out.clear();
@@ -1044,7 +1234,8 @@ impl<'a> Digits<'a> {
     /// only its gap bytes between), computed now if needed.
     fn clusters(&mut self, shape: &DigitShape) -> usize {
         let (gap, between, k) = (shape.gap, shape.gap_bytes, shape.min_digits);
-        let key = (gap, between, k, shape.narrowing, shape.min_len);
+        let inner = shape.min_inner;
+        let key = (gap, between, k, inner, shape.narrowing, shape.min_len);
         if let Some(at) = self.clusters.iter().position(|(known, _)| *known == key) {
             return at;
         }
@@ -1056,7 +1247,7 @@ impl<'a> Digits<'a> {
                     .tight_runs()
                     .iter()
                     .copied()
-                    .filter(|&(start, end)| end - start >= k)
+                    .filter(|&(start, end)| end - start >= k.saturating_add(inner))
                     .collect(),
                 Narrowing::Span(ranges) => long_runs(&masks_of(self.data, &ranges), shape.min_len),
                 Narrowing::Pairs if !self.close_pairs(gap.unwrap_or(0)) => Vec::new(),
@@ -1066,6 +1257,11 @@ impl<'a> Digits<'a> {
         let mut found = Vec::new();
         let mut pos = std::mem::take(&mut self.positions);
         for (start, end) in regions {
+            // A cluster lies in its region: one with too few bytes other
+            // than digits holds none that is kept.
+            if inner > 0 && end - start - self.count(start, end) < inner {
+                continue;
+            }
             self.positions(start, end, &mut pos);
             let mut first = 0;
             for i in 1..=pos.len() {
@@ -1077,7 +1273,9 @@ impl<'a> Digits<'a> {
                             .all(|&b| between.contains(b))
                 };
                 if !joined {
-                    if i - first >= k {
+                    // `i - first` digits from `pos[first]` to `pos[i - 1]`.
+                    let others = pos[i - 1] + 1 - pos[first] - (i - first);
+                    if i - first >= k && others >= inner {
                         found.push([pos[first], pos[first + k - 1], pos[i - k], pos[i - 1]]);
                     }
                     first = i;
@@ -1237,6 +1435,61 @@ mod tests {
         );
     }
 
+    fn inner(pattern: &str) -> Option<usize> {
+        DigitShape::of(&parse(pattern, false)).map(|s| s.min_inner)
+    }
+
+    #[test]
+    fn inner_counts_the_fewest_other_bytes_between_first_and_last_digit() {
+        // The dots of an IPv4 address; separators that may be left out
+        // count nothing.
+        assert_eq!(inner(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3,}"), Some(3));
+        assert_eq!(inner("[0-9]{3}[ -]?[0-9]{2}"), Some(0));
+        assert_eq!(inner("[0-9]{3}-[0-9]{2}-[0-9]{4}"), Some(2));
+        // Bytes before the first digit or after the last are not inside.
+        assert_eq!(inner("abc[0-9]{2}xyz"), Some(0));
+        assert_eq!(inner(r"\([0-9]{3}\) ?[0-9]{3}-[0-9]{4}"), Some(2));
+        // Alternation: the poorest branch; a branch without a digit adds
+        // its bytes only between digits.
+        assert_eq!(inner("[0-9]x[0-9]|[0-9]yy[0-9]"), Some(1));
+        assert_eq!(inner("[0-9](?:ab|c)[0-9]"), Some(1));
+        assert_eq!(inner("[0-9]+(?:ab)?x"), Some(0));
+        // Copies that each hold a digit: inner bytes and the bytes between
+        // copies add up; one copy may be the only one with a digit.
+        assert_eq!(inner("(?:[0-9]-){3}"), Some(2));
+        assert_eq!(inner("(?:x[0-9]y){2,4}"), Some(2));
+        assert_eq!(inner("(?:x|[0-9]){4}[0-9]"), Some(0));
+        assert_eq!(inner("[0-9](?:z{0}[0-9]){2}"), Some(0));
+        // A class that can hold a digit may be one; multibyte characters
+        // count their bytes.
+        assert_eq!(inner("[0-9][0-9a]{2}[0-9]"), Some(0));
+        assert_eq!(inner("[0-9]é[0-9]"), Some(2));
+        assert_eq!(inner("[0-9]{2}"), Some(0));
+    }
+
+    #[test]
+    fn clusters_with_too_few_other_bytes_inside_are_skipped() {
+        // IPv4-like: four digits with three dots between them at least.
+        let pattern = r"(?-u:\b)[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?-u:\b)";
+        let shape = DigitShape::of(&parse(pattern, false)).unwrap();
+        assert_eq!((shape.narrowing, shape.min_inner), (Narrowing::Tight, 3));
+        let text = b"year 2024, pi 3.14159265, build 1.2.3 and host 10.0.0.1 ok";
+        let host = 47..55;
+        assert_eq!(&text[host.clone()], b"10.0.0.1");
+        assert_eq!(
+            windows_of(text, shape),
+            (Coverage::Sparse, vec![(host.start, host.end)])
+        );
+        // Without the bound the other numbers give windows too (merged
+        // into one, they are that close), from pi on: the year alone is
+        // shorter than any match.
+        let loose = DigitShape {
+            min_inner: 0,
+            ..shape
+        };
+        assert_eq!(windows_of(text, loose).1, vec![(14, host.end)]);
+    }
+
     #[test]
     fn positions_are_the_ascii_digits() {
         for len in [0, 1, 7, 8, 9, 63, 64, 65, 127, 128, 200] {
@@ -1342,6 +1595,7 @@ mod tests {
             gap_bytes: ByteSet::ALL,
             span_bytes: ByteSet::ALL,
             min_len: 0,
+            min_inner: 0,
             narrowing: Narrowing::Whole,
         }
     }

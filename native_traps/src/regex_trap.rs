@@ -824,8 +824,8 @@ mod tests {
                         Narrowing::Whole => "whole",
                     };
                     format!(
-                        "{marker}k {} L {l} A {a} Z {z} G {g} M {}: {narrowing}",
-                        s.min_digits, s.min_len
+                        "{marker}k {} L {l} A {a} Z {z} G {g} M {} I {}: {narrowing}",
+                        s.min_digits, s.min_len, s.min_inner
                     )
                 });
                 (r.spec.id.as_str(), shape)
@@ -835,28 +835,46 @@ mod tests {
             ("pii-email", None),
             (
                 "pii-payment-card",
-                Some("k 13 L 37 A 0 Z 0 G 1 M 13: tight"),
+                Some("k 13 L 37 A 0 Z 0 G 1 M 13 I 0: tight"),
             ),
-            ("pii-iban", Some("k 2 L 44 A 2 Z 40 G 39 M 12: span")),
-            ("pii-us-ssn", Some("k 9 L 13 A 0 Z 2 G 1 M 11: tight")),
+            ("pii-iban", Some("k 2 L 44 A 2 Z 40 G 39 M 12 I 0: span")),
+            ("pii-us-ssn", Some("k 9 L 13 A 0 Z 2 G 1 M 11 I 2: tight")),
             (
                 "pii-us-ssn-context",
-                Some("k 9 L 78 A 67 Z 0 G 1 M 12: tight"),
+                Some("k 9 L 78 A 67 Z 0 G 1 M 12 I 0: tight"),
             ),
-            ("pii-phone-e164", Some("k 8 L 58 A 1 Z 1 G 3 M 9: tight")),
-            ("pii-phone-us", Some("k 10 L 72 A 56 Z 0 G 2 M 13: tight")),
+            (
+                "pii-phone-e164",
+                Some("k 8 L 58 A 1 Z 1 G 3 M 9 I 0: tight"),
+            ),
+            (
+                "pii-phone-us",
+                Some("k 10 L 72 A 56 Z 0 G 2 M 13 I 0: tight"),
+            ),
             (
                 "pii-phone-us-parenthesized",
-                Some("k 10 L 14 A 1 Z 0 G 2 M 13: tight"),
+                Some("k 10 L 14 A 1 Z 0 G 2 M 13 I 2: tight"),
             ),
-            ("pii-phone-uk", Some("k 9 L 85 A 56 Z 0 G 4 M 12: tight")),
-            ("pii-phone-de", Some("k 6 L 95 A 56 Z 0 G 7 M 9: tight")),
-            ("pii-phone-fr", Some("k 10 L 88 A 56 Z 0 G 4 M 13: tight")),
-            ("pii-phone-es", Some("k 9 L 50 A 30 Z 0 G 3 M 12: tight")),
+            (
+                "pii-phone-uk",
+                Some("k 9 L 85 A 56 Z 0 G 4 M 12 I 0: tight"),
+            ),
+            ("pii-phone-de", Some("k 6 L 95 A 56 Z 0 G 7 M 9 I 0: tight")),
+            (
+                "pii-phone-fr",
+                Some("k 10 L 88 A 56 Z 0 G 4 M 13 I 0: tight"),
+            ),
+            (
+                "pii-phone-es",
+                Some("k 9 L 50 A 30 Z 0 G 3 M 12 I 0: tight"),
+            ),
             // Unbounded length, but the digits bound the windows.
-            ("net-ipv4", Some("k 4 L - A 0 Z 0 G 1 M 7: tight")),
+            ("net-ipv4", Some("k 4 L - A 0 Z 0 G 1 M 7 I 3: tight")),
             // A match may hold no digit (`fe80::abcd`), but two colons.
-            ("net-ipv6", Some("colon: k 2 L 39 A 4 Z 4 G 4 M 3: pairs")),
+            (
+                "net-ipv6",
+                Some("colon: k 2 L 39 A 4 Z 4 G 4 M 3 I 0: pairs"),
+            ),
         ]
         .map(|(id, shape)| (id, shape.map(str::to_owned)));
         assert_eq!(shapes, expected);
@@ -1097,6 +1115,9 @@ mod tests {
             rule("tight", "[0-9]{2}[ .()/+-]{0,3}[0-9]{2} ?[0-9]"),
             rule("tight-unbounded", "[0-9]{2} +[0-9]{2}[a-z]{0,2}"),
             rule("tight-unicode", "[0-9]{2}\u{3000}[0-9]{3}"),
+            // Bytes that must lie between the digits (`I`).
+            rule("inner", r"(?-u:\b)[0-9]{1,3}(?:[.-][0-9]{1,3}){2,}"),
+            rule("inner-copies", "(?:[0-9]{2}[ .]){2}[0-9]"),
             // ... matches made of few kinds of bytes (a long run of
             // them) ...
             rule("span", "[A-Z]{2}[0-9]{2}[A-Z0-9 ]{4,20}"),
