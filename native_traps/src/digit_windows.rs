@@ -288,6 +288,13 @@ impl DigitShape {
         (min_digits >= 1 && start_bounded && end_bounded).then_some(shape)
     }
 
+    /// For a rule narrowed to the tight mask: the shortest run of it that
+    /// can hold one of its clusters, `k + I` bytes (`None` for other
+    /// narrowings).
+    pub fn tight_run_min(&self) -> Option<usize> {
+        (self.narrowing == Narrowing::Tight).then(|| self.min_digits.saturating_add(self.min_inner))
+    }
+
     /// Write to `out` (cleared first) the disjoint, ascending windows of the
     /// body described by `digits` outside which no match of the rule can
     /// lie, and say whether they are worth searching one by one.
@@ -1136,8 +1143,10 @@ pub struct Digits<'a> {
     data: &'a [u8],
     /// The marker bytes, as from [`masks_of`].
     masks: Vec<u64>,
-    /// The runs of the tight mask at least [`TIGHT_RUN_MIN`] long, once
-    /// computed.
+    /// The shortest runs of the tight mask that are kept (see
+    /// [`Digits::with_tight_min`]).
+    tight_min: usize,
+    /// The runs of the tight mask at least `tight_min` long, once computed.
     tight: Option<Vec<(usize, usize)>>,
     /// The clusters computed so far.
     clusters: Vec<(ClusterKey, Vec<Cluster>)>,
@@ -1152,14 +1161,29 @@ impl<'a> Digits<'a> {
         Self {
             data,
             masks: masks_of(data, &[(first, last)]),
+            tight_min: TIGHT_RUN_MIN,
             tight: None,
             clusters: Vec::new(),
             positions: Vec::new(),
         }
     }
 
-    /// The runs of the tight mask at least [`TIGHT_RUN_MIN`] long: digits,
-    /// and the runs of tight separator bytes right after a digit.
+    /// Keep only the runs of the tight mask at least `min` long (clamped to
+    /// [`TIGHT_RUN_MIN`] ..= [`LONG_RUN_MAX`]): what the rules that will
+    /// look at these digits need at least ([`DigitShape::tight_run_min`]),
+    /// so that shorter runs are never walked. Call before the first
+    /// [`DigitShape::windows`].
+    #[must_use]
+    pub fn with_tight_min(self, min: usize) -> Self {
+        debug_assert!(self.tight.is_none());
+        Self {
+            tight_min: min.clamp(TIGHT_RUN_MIN, LONG_RUN_MAX),
+            ..self
+        }
+    }
+
+    /// The runs of the tight mask at least `tight_min` long: digits, and
+    /// the runs of tight separator bytes right after a digit.
     fn tight_runs(&mut self) -> &[(usize, usize)] {
         self.tight.get_or_insert_with(|| {
             let separators = masks_with(self.data, |block| {
@@ -1180,7 +1204,7 @@ impl<'a> Digits<'a> {
                     digit | (reach & separator)
                 })
                 .collect();
-            long_runs(&tight, TIGHT_RUN_MIN)
+            long_runs(&tight, self.tight_min)
         })
     }
 
@@ -1247,7 +1271,7 @@ impl<'a> Digits<'a> {
                     .tight_runs()
                     .iter()
                     .copied()
-                    .filter(|&(start, end)| end - start >= k.saturating_add(inner))
+                    .filter(|&(start, end)| Some(end - start) >= shape.tight_run_min())
                     .collect(),
                 Narrowing::Span(ranges) => long_runs(&masks_of(self.data, &ranges), shape.min_len),
                 Narrowing::Pairs if !self.close_pairs(gap.unwrap_or(0)) => Vec::new(),

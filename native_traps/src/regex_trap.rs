@@ -98,7 +98,7 @@ pub struct RegexTrap {
     /// (`\b` first, see [`RuleSpec::keywords`]), and a search for its
     /// occurrences when there are any.
     word_start_owners: Vec<Vec<usize>>,
-    word_start_search: Vec<Option<AhoCorasick>>,
+    word_start_search: Vec<Option<regex::bytes::Regex>>,
     /// Rules without keywords: always candidates.
     unconditional: Vec<usize>,
     /// Number of distinct rules that have at least one keyword.
@@ -187,11 +187,7 @@ impl RegexTrap {
             .zip(&word_start_owners)
             .map(|(keyword, owners)| {
                 (!owners.is_empty())
-                    .then(|| {
-                        AhoCorasick::builder()
-                            .ascii_case_insensitive(true)
-                            .build([keyword])
-                    })
+                    .then(|| word_start_regex(keyword))
                     .transpose()
             })
             .collect::<Result<Vec<_>, _>>()
@@ -304,16 +300,22 @@ impl RegexTrap {
         // windows (none at all when no cluster of its digits occurs), unless
         // they cover most of the body. The digits are found at the first
         // such candidate and then shared.
+        let candidates = self.candidate_rules(data);
+        let tight_min = candidates
+            .iter()
+            .filter_map(|&index| self.rules[index].digit_shape?.tight_run_min())
+            .min()
+            .unwrap_or(0);
         let mut digits: [Option<Digits>; Marker::ALL.len()] = [None, None];
         let mut windows: Vec<Range<usize>> = Vec::new();
         let mut searches: Vec<(usize, Search)> = Vec::new();
-        for index in self.candidate_rules(data) {
+        for index in candidates {
             let Some(shape) = self.rules[index].digit_shape else {
                 searches.push((index, Search::Whole));
                 continue;
             };
-            let digits =
-                digits[shape.marker.index()].get_or_insert_with(|| Digits::new(data, shape.marker));
+            let digits = digits[shape.marker.index()]
+                .get_or_insert_with(|| Digits::new(data, shape.marker).with_tight_min(tight_min));
             match shape.windows(digits, &mut windows) {
                 Coverage::Dense => searches.push((index, Search::Whole)),
                 Coverage::Sparse if windows.is_empty() => {}
@@ -388,15 +390,45 @@ impl RegexTrap {
     }
 }
 
-/// Whether the one keyword of `search` occurs in `data` at the start of a
-/// word: at the start of `data` or after a byte that is not an ASCII letter,
-/// digit or `_`. Occurrences that overlap are all looked at.
-fn starts_a_word(search: &AhoCorasick, data: &[u8]) -> bool {
-    search.find_overlapping_iter(data).any(|hit| {
-        hit.start()
+/// A search for `keyword`, ASCII case-insensitive (other bytes as they
+/// are). A regex rather than an automaton: its prefilter skips straight to
+/// the keyword, where the automaton stops at every byte that starts it (the
+/// `s` of `sin`, common in text).
+fn word_start_regex(keyword: &str) -> Result<regex::bytes::Regex, regex::Error> {
+    let pattern: String = keyword
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphabetic() {
+                format!(
+                    "[{}{}]",
+                    b.to_ascii_lowercase() as char,
+                    b.to_ascii_uppercase() as char
+                )
+            } else {
+                format!("\\x{b:02X}")
+            }
+        })
+        .collect();
+    regex::bytes::Regex::new(&format!("(?-u){pattern}"))
+}
+
+/// Whether the keyword of `search` (see [`word_start_regex`]) occurs in
+/// `data` at the start of a word: at the start of `data` or after a byte
+/// that is not an ASCII letter, digit or `_`. Occurrences that overlap are
+/// all looked at.
+fn starts_a_word(search: &regex::bytes::Regex, data: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(hit) = search.find_at(data, from) {
+        let start = hit.start();
+        if start
             .checked_sub(1)
             .is_none_or(|before| !(data[before].is_ascii_alphanumeric() || data[before] == b'_'))
-    })
+        {
+            return true;
+        }
+        from = start + 1;
+    }
+    false
 }
 
 /// Group the rules by [`RuleSpec::batch`] and build one `RegexSet` for each
@@ -747,6 +779,8 @@ mod tests {
                         .with_keywords(["ohne"]),
                     RuleSpec::new("other", "c", Severity::Notice, "(?i)x")
                         .with_keywords(["\\bxyz", "abc"]),
+                    RuleSpec::new("dashes", "c", Severity::Notice, "-")
+                        .with_keywords(["\\bé-é"]),
                 ],
                 CompileOptions { simd },
             )
@@ -762,6 +796,12 @@ mod tests {
             assert_eq!(candidates(b"-xyz"), [2]);
             assert_eq!(candidates(b"axyz"), Vec::<usize>::new());
             assert_eq!(candidates(b"zabc"), [2]);
+            // An occurrence at a word start that overlaps an earlier one
+            // (`é-é` at 1 and at 4 of `xé-é-é`); bytes beyond ASCII match
+            // only as written.
+            assert_eq!(candidates("xé-é-é".as_bytes()), [3]);
+            assert_eq!(candidates("xé-é".as_bytes()), Vec::<usize>::new());
+            assert_eq!(candidates("É-É".as_bytes()), Vec::<usize>::new());
             assert_eq!(trap.scan(b"Einwohner").len(), 1);
         }
     }
