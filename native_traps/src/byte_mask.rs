@@ -1,16 +1,153 @@
 //! Which bytes of a 64-byte block belong to a class, as a 64-bit mask
-//! (bit `j` for byte `j`).
+//! (bit `j` for byte `j`), and the masks of a whole body ([`masks`]).
 //!
-//! On x86-64 this uses SSE2, which is part of the base instruction set (no
-//! check at run time): per 16 bytes and byte range, subtract the range's
+//! Where the CPU has AVX-512 BW (checked at run time), [`masks`] takes a
+//! block in one register: one subtraction and one unsigned comparison per
+//! byte range give the mask directly. Otherwise, and for single blocks,
+//! x86-64 uses SSE2, which is part of the base instruction set (no check
+//! at run time): per 16 bytes and byte range, subtract the range's
 //! first byte, compare the unsigned minimum with the range's span for
 //! equality, and gather the sign bits; a class of all bytes below some
 //! ASCII byte or from `0x80` up takes one signed comparison. That is a few
 //! instructions per 16 bytes, against several per byte for the loop the
 //! compiler makes of the scalar definition. With [`crate::keyword_teddy`],
-//! this module holds the crate's only `unsafe` code: SSE2 intrinsics, and
-//! unaligned 16-byte loads that lie inside the array they read.
+//! this module holds the crate's only `unsafe` code: SSE2 and AVX-512
+//! intrinsics, unaligned loads that lie inside the slice they read, and
+//! masked loads of a block's tail that read only its bytes.
 #![allow(unsafe_code)]
+
+/// A class of bytes, for [`masks`].
+#[derive(Debug, Clone, Copy)]
+pub enum Class<'a> {
+    /// The bytes in any of these ranges `(first, last)`, inclusive (as
+    /// [`in_ranges`]).
+    InRanges(&'a [(u8, u8)]),
+    /// The bytes below the bound (itself below `0x80`) or from `0x80` up,
+    /// except these (as [`below_or_high_except`]).
+    BelowOrHighExcept(u8, &'a [u8]),
+}
+
+impl Class<'_> {
+    /// The mask of one block.
+    fn of_block(self, block: &[u8; 64]) -> u64 {
+        match self {
+            Self::InRanges(ranges) => in_ranges(block, ranges),
+            Self::BelowOrHighExcept(bound, except) => below_or_high_except(block, bound, except),
+        }
+    }
+}
+
+/// Append to `out` the masks of `data`, one `u64` per 64 bytes (bit `j` of
+/// the `w`-th word for byte `64 * w + j`), of the bytes in `class`. The last
+/// block may be short: its mask has bits only for its bytes.
+pub fn masks(data: &[u8], class: Class<'_>, out: &mut Vec<u64>) {
+    out.reserve(data.len().div_ceil(64));
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has AVX-512 BW (checked just above).
+        unsafe { masks_avx512(data, class, out) };
+        return;
+    }
+    masks_by_block(data, class, out);
+}
+
+/// [`masks`] one block at a time, a short last block padded with zeros.
+fn masks_by_block(data: &[u8], class: Class<'_>, out: &mut Vec<u64>) {
+    let mut blocks = data.chunks_exact(64);
+    out.extend((&mut blocks).map(|block| class.of_block(block.try_into().expect("64 bytes"))));
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let mut padded = [0u8; 64];
+        padded[..tail.len()].copy_from_slice(tail);
+        // The padding is not data, whatever the class.
+        out.push(class.of_block(&padded) & ((1 << tail.len()) - 1));
+    }
+}
+
+/// [`masks`] with AVX-512 BW: a block per register, a short last block by
+/// a masked load (which reads only the bytes it keeps).
+///
+/// # Safety
+/// The CPU must support AVX-512 BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+unsafe fn masks_avx512(data: &[u8], class: Class<'_>, out: &mut Vec<u64>) {
+    use std::arch::x86_64::{
+        _mm512_cmpeq_epi8_mask, _mm512_cmple_epu8_mask, _mm512_cmplt_epi8_mask, _mm512_set1_epi8,
+        _mm512_sub_epi8,
+    };
+    // Bit-for-bit reinterpretations of bytes as the `i8` lanes take them.
+    #[allow(clippy::cast_possible_wrap)]
+    let splat = |b: u8| _mm512_set1_epi8(b as i8);
+    match class {
+        Class::InRanges(ranges) if ranges.len() <= VECTOR_CLASS_MAX => {
+            let mut vectors = [(splat(1), splat(0)); VECTOR_CLASS_MAX];
+            let mut count = 0;
+            for &(first, last) in ranges.iter().filter(|(first, last)| first <= last) {
+                vectors[count] = (splat(first), splat(last - first));
+                count += 1;
+            }
+            let ranges = &vectors[..count];
+            for_each_block(data, out, |v| {
+                ranges.iter().fold(0, |mask, &(low, span)| {
+                    mask | _mm512_cmple_epu8_mask(_mm512_sub_epi8(v, low), span)
+                })
+            });
+        }
+        Class::BelowOrHighExcept(bound, except) if except.len() <= VECTOR_CLASS_MAX => {
+            let bound = splat(bound);
+            let mut vectors = [splat(0); VECTOR_CLASS_MAX];
+            for (vector, &b) in vectors.iter_mut().zip(except) {
+                *vector = splat(b);
+            }
+            let except = &vectors[..except.len()];
+            // As signed bytes, 0x80 and up are negative, so below the bound.
+            for_each_block(data, out, |v| {
+                except
+                    .iter()
+                    .fold(_mm512_cmplt_epi8_mask(v, bound), |mask, &b| {
+                        mask & !_mm512_cmpeq_epi8_mask(v, b)
+                    })
+            });
+        }
+        _ => masks_by_block(data, class, out),
+    }
+}
+
+/// The most ranges or excepted bytes that [`masks_avx512`] keeps in
+/// registers (the digit windows use at most four); a class with more goes
+/// block by block.
+#[cfg(target_arch = "x86_64")]
+const VECTOR_CLASS_MAX: usize = 4;
+
+/// Push to `out` what `mask_of` gives for each 64-byte block of `data`,
+/// the last one short or not (its lanes past the data are zero, and their
+/// bits cleared).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+#[inline]
+fn for_each_block(
+    data: &[u8],
+    out: &mut Vec<u64>,
+    mask_of: impl Fn(std::arch::x86_64::__m512i) -> u64,
+) {
+    use std::arch::x86_64::{_mm512_loadu_si512, _mm512_maskz_loadu_epi8};
+    let mut blocks = data.chunks_exact(64);
+    for block in &mut blocks {
+        // SAFETY: 64 bytes inside `data`; no alignment needed.
+        out.push(mask_of(unsafe {
+            _mm512_loadu_si512(block.as_ptr().cast())
+        }));
+    }
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let live = (1u64 << tail.len()) - 1;
+        // SAFETY: the masked load touches only the `tail.len()` bytes of
+        // `live`, all inside `data`; the other lanes are zero.
+        let v = unsafe { _mm512_maskz_loadu_epi8(live, tail.as_ptr().cast()) };
+        out.push(mask_of(v) & live);
+    }
+}
 
 /// Bytes `16 * q .. 16 * q + 16` of `block` (`q` below 4) as a vector.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
@@ -195,6 +332,49 @@ mod tests {
             }
         }
         assert_eq!(in_ranges(&[b'7'; 64], &[(b'0', b'9')]), u64::MAX);
+    }
+
+    #[test]
+    fn body_masks_agree_with_the_scalar_definition() {
+        // Every length around the block edges, every byte value, classes
+        // as the digit windows use them; on a CPU with AVX-512 BW this is
+        // the vector path, else the block-by-block one.
+        let data: Vec<u8> = (0..300u32)
+            .map(|i| u8::try_from((i * 37 + i / 7) % 256).expect("a byte"))
+            .collect();
+        let ranges = [(b'0', b'9'), (b'A', b'Z'), (b' ', b' '), (9, 3)];
+        let except = [b'"', b','];
+        for len in (0..=200).chain([255, 256, 257, 300]) {
+            let data = &data[..len];
+            let expected = |kept: &dyn Fn(u8) -> bool| -> Vec<u64> {
+                data.chunks(64)
+                    .map(|block| {
+                        block
+                            .iter()
+                            .enumerate()
+                            .fold(0, |mask, (j, &b)| mask | (u64::from(kept(b)) << j))
+                    })
+                    .collect()
+            };
+            let mut out = vec![7];
+            masks(data, Class::InRanges(&ranges), &mut out);
+            let in_any = |b: u8| ranges.iter().any(|&(first, last)| first <= b && b <= last);
+            assert_eq!(out[1..], expected(&in_any), "len {len}");
+            assert_eq!(out[0], 7, "appended");
+            // More ranges than the vector path keeps in registers.
+            let many = [(0, 1), (5, 5), (b'a', b'f'), (0x80, 0x90), (0xfe, 0xff)];
+            let mut out = Vec::new();
+            masks(data, Class::InRanges(&many), &mut out);
+            let in_five = |b: u8| many.iter().any(|&(first, last)| first <= b && b <= last);
+            assert_eq!(out, expected(&in_five), "len {len}");
+            let mut out = Vec::new();
+            masks(data, Class::BelowOrHighExcept(b'0', &except), &mut out);
+            let kept = |b: u8| !(b'0'..0x80).contains(&b) && !except.contains(&b);
+            assert_eq!(out, expected(&kept), "len {len}");
+            let mut by_block = Vec::new();
+            masks_by_block(data, Class::BelowOrHighExcept(b'0', &except), &mut by_block);
+            assert_eq!(by_block, out);
+        }
         assert_eq!(in_ranges(&[b'a'; 64], &[(b'0', b'9')]), 0);
     }
 }

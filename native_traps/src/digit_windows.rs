@@ -982,22 +982,13 @@ const SPAN_RUN_MIN: usize = 8;
 /// The masks of `data`, one `u64` per 64 bytes (bit `j` of word `w` for
 /// byte `64 * w + j`), of the bytes in any of `ranges`, then one zero word.
 fn masks_of(data: &[u8], ranges: &[(u8, u8)]) -> Vec<u64> {
-    masks_with(data, |block| byte_mask::in_ranges(block, ranges))
+    masks_with(data, byte_mask::Class::InRanges(ranges))
 }
 
-/// The masks of `data` (as [`masks_of`]) that `mask_of` gives for each
-/// 64-byte block (the last one padded with zeros).
-fn masks_with(data: &[u8], mask_of: impl Fn(&[u8; 64]) -> u64) -> Vec<u64> {
+/// The masks of `data` (as [`masks_of`]) of the bytes in `class`.
+fn masks_with(data: &[u8], class: byte_mask::Class<'_>) -> Vec<u64> {
     let mut masks = Vec::with_capacity(data.len() / 64 + 2);
-    let mut blocks = data.chunks_exact(64);
-    masks.extend((&mut blocks).map(|block| mask_of(block.try_into().expect("64 bytes"))));
-    let tail = blocks.remainder();
-    if !tail.is_empty() {
-        let mut padded = [0u8; 64];
-        padded[..tail.len()].copy_from_slice(tail);
-        // The padding is not data, whatever the ranges.
-        masks.push(mask_of(&padded) & ((1 << tail.len()) - 1));
-    }
+    byte_mask::masks(data, class, &mut masks);
     masks.push(0);
     masks
 }
@@ -1186,9 +1177,10 @@ impl<'a> Digits<'a> {
     /// the runs of tight separator bytes right after a digit.
     fn tight_runs(&mut self) -> &[(usize, usize)] {
         self.tight.get_or_insert_with(|| {
-            let separators = masks_with(self.data, |block| {
-                byte_mask::below_or_high_except(block, TIGHT_BELOW, &TIGHT_EXCEPT)
-            });
+            let separators = masks_with(
+                self.data,
+                byte_mask::Class::BelowOrHighExcept(TIGHT_BELOW, &TIGHT_EXCEPT),
+            );
             // Per word, in one pass: the bytes right after a digit (`next`),
             // carried through runs of separators (`match_star`), kept where
             // they are separators, plus the digits.

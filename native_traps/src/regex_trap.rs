@@ -779,8 +779,7 @@ mod tests {
                         .with_keywords(["ohne"]),
                     RuleSpec::new("other", "c", Severity::Notice, "(?i)x")
                         .with_keywords(["\\bxyz", "abc"]),
-                    RuleSpec::new("dashes", "c", Severity::Notice, "-")
-                        .with_keywords(["\\bé-é"]),
+                    RuleSpec::new("dashes", "c", Severity::Notice, "-").with_keywords(["\\bé-é"]),
                 ],
                 CompileOptions { simd },
             )
