@@ -1255,27 +1255,36 @@ impl<'a> Digits<'a> {
         if let Some(at) = self.clusters.iter().position(|(known, _)| *known == key) {
             return at;
         }
-        let regions = if self.masks.iter().all(|&m| m == 0) {
-            Vec::new()
+        let mut pos = std::mem::take(&mut self.positions);
+        let (span_runs, whole);
+        let regions: &[(usize, usize)] = if self.masks.iter().all(|&m| m == 0) {
+            &[]
         } else {
             match shape.narrowing {
-                Narrowing::Tight => self
-                    .tight_runs()
-                    .iter()
-                    .copied()
-                    .filter(|&(start, end)| Some(end - start) >= shape.tight_run_min())
-                    .collect(),
-                Narrowing::Span(ranges) => long_runs(&masks_of(self.data, &ranges), shape.min_len),
-                Narrowing::Pairs if !self.close_pairs(gap.unwrap_or(0)) => Vec::new(),
-                Narrowing::Pairs | Narrowing::Whole => vec![(0, self.data.len())],
+                Narrowing::Tight => {
+                    self.tight_runs();
+                    self.tight.as_deref().unwrap_or_default()
+                }
+                Narrowing::Span(ranges) => {
+                    span_runs = long_runs(&masks_of(self.data, &ranges), shape.min_len);
+                    &span_runs
+                }
+                Narrowing::Pairs if !self.close_pairs(gap.unwrap_or(0)) => &[],
+                Narrowing::Pairs | Narrowing::Whole => {
+                    whole = [(0, self.data.len())];
+                    &whole
+                }
             }
         };
+        let shortest = shape.tight_run_min().unwrap_or(0);
         let mut found = Vec::new();
-        let mut pos = std::mem::take(&mut self.positions);
-        for (start, end) in regions {
-            // A cluster lies in its region: one with too few bytes other
-            // than digits holds none that is kept.
-            if inner > 0 && end - start - self.count(start, end) < inner {
+        for &(start, end) in regions {
+            // A cluster lies in its region: a tight run shorter than
+            // `k + I` bytes (the tight runs are kept from the shortest any
+            // rule of the scan needs), or a region with too few bytes other
+            // than digits, holds none that is kept.
+            if end - start < shortest || (inner > 0 && end - start - self.count(start, end) < inner)
+            {
                 continue;
             }
             self.positions(start, end, &mut pos);

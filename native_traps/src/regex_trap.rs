@@ -308,6 +308,8 @@ impl RegexTrap {
             .unwrap_or(0);
         let mut digits: [Option<Digits>; Marker::ALL.len()] = [None, None];
         let mut windows: Vec<Range<usize>> = Vec::new();
+        // The windows of every windowed search, one after another.
+        let mut all_windows: Vec<Range<usize>> = Vec::new();
         let mut searches: Vec<(usize, Search)> = Vec::new();
         for index in candidates {
             let Some(shape) = self.rules[index].digit_shape else {
@@ -320,7 +322,9 @@ impl RegexTrap {
                 Coverage::Dense => searches.push((index, Search::Whole)),
                 Coverage::Sparse if windows.is_empty() => {}
                 Coverage::Sparse => {
-                    searches.push((index, Search::Windows(std::mem::take(&mut windows))));
+                    let at = all_windows.len();
+                    all_windows.extend_from_slice(&windows);
+                    searches.push((index, Search::Windows(at..all_windows.len())));
                 }
             }
         }
@@ -332,9 +336,9 @@ impl RegexTrap {
             let rule = &self.rules[index];
             match search {
                 Search::Whole => rule.find_into(index, data, 0..data.len(), &mut findings),
-                Search::Windows(windows) => {
-                    for window in windows {
-                        rule.find_into(index, data, window, &mut findings);
+                Search::Windows(at) => {
+                    for window in &all_windows[at] {
+                        rule.find_into(index, data, window.clone(), &mut findings);
                     }
                 }
             }
@@ -349,8 +353,9 @@ impl RegexTrap {
 enum Search {
     /// The whole body.
     Whole,
-    /// Each of these disjoint, ascending windows (see `digit_windows.rs`).
-    Windows(Vec<Range<usize>>),
+    /// Each of the disjoint, ascending windows (see `digit_windows.rs`) at
+    /// these indices of the scan's list of windows.
+    Windows(Range<usize>),
 }
 
 impl RegexTrap {
@@ -756,15 +761,12 @@ mod tests {
         // A rule that searches windows is left alone, and one batch member
         // searching the whole body is not worth a pass.
         let mixed = vec![
-            (0, Search::Windows(Vec::from([0..3, 5..6]))),
+            (0, Search::Windows(0..2)),
             (1, Search::Whole),
             (2, Search::Whole),
         ];
         assert_eq!(kept(mixed), vec![0, 2]);
-        let single = vec![
-            (0, Search::Windows(Vec::from([0..3, 5..6]))),
-            (1, Search::Whole),
-        ];
+        let single = vec![(0, Search::Windows(0..2)), (1, Search::Whole)];
         assert_eq!(kept(single), vec![0, 1]);
     }
 
