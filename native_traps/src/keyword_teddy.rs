@@ -204,7 +204,30 @@ impl TextOdds {
 /// The lookup tables of one group of eight buckets: `table[k][x]` has bit
 /// `b` set when bucket `b` accepts a byte folding to `x` at anchor position
 /// `k`.
-type Group<const LANES: usize> = [[u8; 64]; LANES];
+type Group<const LANES: usize> = [Table; LANES];
+
+/// One 64-entry lookup table, on a cache line of its own. Unaligned, every
+/// table load of the scan would straddle two cache lines: where the heap
+/// happened to put the tables 16 bytes past a line, the filter's SIMD loop
+/// ran 1.3x slower (measured on the bench corpus, same keywords, same
+/// input, only the heap layout changed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct Table([u8; 64]);
+
+impl std::ops::Deref for Table {
+    type Target = [u8; 64];
+
+    fn deref(&self) -> &[u8; 64] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Table {
+    fn deref_mut(&mut self) -> &mut [u8; 64] {
+        &mut self.0
+    }
+}
 
 /// One way to build the filter for a keyword set: each keyword's anchor
 /// (offset and bytes), the bucket groups (short, then middle and long), the
@@ -536,7 +559,7 @@ fn assign_buckets<const LANES: usize>(anchors: &[&[u8]], groups: usize) -> Vec<G
         }
     }
 
-    let mut tables = vec![[[0u8; 64]; LANES]; groups];
+    let mut tables = vec![[Table([0; 64]); LANES]; groups];
     for (bucket, lanes) in accepted.iter().enumerate() {
         for (k, lane) in lanes.iter().enumerate() {
             for (x, &on) in lane.iter().enumerate() {
@@ -925,6 +948,28 @@ mod tests {
     /// up to eight, whichever the cost model would choose.
     fn both_plans<K: AsRef<[u8]>>(keywords: &[K]) -> [KeywordTeddy; 2] {
         [SHORT, ANCHOR].map(|width| KeywordTeddy::build_with(keywords, &[width]))
+    }
+
+    #[test]
+    fn every_lookup_table_starts_a_cache_line() {
+        // Built without scanning, so on any CPU.
+        let keywords = [
+            "password",
+            "ignore previous",
+            "ab",
+            "x",
+            "sk_live_",
+            "tool_call",
+        ];
+        for filter in [SHORT, ANCHOR].map(|width| KeywordTeddy::build_with(&keywords, &[width])) {
+            let short = filter.short_groups.iter().flatten();
+            let long = filter.long_groups.iter().flatten();
+            let tables: Vec<&Table> = short.chain(long).collect();
+            assert!(!tables.is_empty());
+            for table in tables {
+                assert_eq!(std::ptr::from_ref(table) as usize % 64, 0);
+            }
+        }
     }
 
     #[test]
