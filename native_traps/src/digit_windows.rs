@@ -1281,10 +1281,13 @@ impl<'a> Digits<'a> {
         for &(start, end) in regions {
             // A cluster lies in its region: a tight run shorter than
             // `k + I` bytes (the tight runs are kept from the shortest any
-            // rule of the scan needs), or a region with too few bytes other
-            // than digits, holds none that is kept.
-            if end - start < shortest || (inner > 0 && end - start - self.count(start, end) < inner)
-            {
+            // rule of the scan needs), or a region with fewer than `k`
+            // digits or fewer than `I` other bytes, holds none that is kept.
+            if end - start < shortest {
+                continue;
+            }
+            let digits = self.count(start, end);
+            if digits < k || end - start - digits < inner {
                 continue;
             }
             self.positions(start, end, &mut pos);
