@@ -1495,6 +1495,98 @@ mod tests {
         assert_eq!(inner("[0-9]{2}"), Some(0));
     }
 
+    /// A random pattern over digits, dots, spaces and `a`: literals,
+    /// classes, concatenations, alternations and bounded repetitions.
+    fn random_pattern(seed: &mut u64, depth: u32) -> String {
+        const ATOMS: [&str; 8] = ["[0-9]", "1", r"\.", "a", " ", "[a1]", "[. ]", "1a"];
+        let mut next = |n: u64| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *seed % n
+        };
+        let choice = if depth == 0 { 0 } else { next(4) };
+        match choice {
+            0 => ATOMS[usize::try_from(next(8)).unwrap()].to_owned(),
+            1 => (0..=next(2))
+                .map(|_| random_pattern(seed, depth - 1))
+                .collect(),
+            2 => format!(
+                "(?:{}|{})",
+                random_pattern(seed, depth - 1),
+                random_pattern(seed, depth - 1)
+            ),
+            _ => {
+                let min = next(3);
+                let max = min + next(3);
+                format!("(?:{}){{{min},{max}}}", random_pattern(seed, depth - 1))
+            }
+        }
+    }
+
+    #[test]
+    fn every_bound_of_a_shape_holds_for_every_short_match() {
+        // Every string of up to six bytes over `1. a` that a random pattern
+        // matches in full must respect each bound its shape claims.
+        let alphabet = b"1. a";
+        let mut strings: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut last = vec![Vec::new()];
+        for _ in 0..6 {
+            last = last
+                .iter()
+                .flat_map(|s: &Vec<u8>| {
+                    alphabet.iter().map(move |&b| [s.as_slice(), &[b]].concat())
+                })
+                .collect();
+            strings.extend(last.iter().cloned());
+        }
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let (mut checked, mut with_inner) = (0, 0);
+        for _ in 0..400 {
+            // A digit in the middle, so that most patterns have a shape.
+            let pattern = format!(
+                "{}1{}",
+                random_pattern(&mut seed, 2),
+                random_pattern(&mut seed, 2)
+            );
+            let Some(shape) = DigitShape::of(&parse(&pattern, false)) else {
+                continue;
+            };
+            if shape.marker != Marker::Digit {
+                continue;
+            }
+            let whole = regex::bytes::Regex::new(&format!("^(?:{pattern})$")).unwrap();
+            for s in strings.iter().filter(|s| whole.is_match(s)) {
+                let digits: Vec<usize> = (0..s.len()).filter(|&i| s[i].is_ascii_digit()).collect();
+                let (first, last) = (digits[0], digits[digits.len() - 1]);
+                let context = format!("{pattern:?} on {:?}", String::from_utf8_lossy(s));
+                assert!(digits.len() >= shape.min_digits, "k: {context}");
+                assert!(shape.max_len.is_none_or(|l| s.len() <= l), "L: {context}");
+                assert!(s.len() >= shape.min_len, "M: {context}");
+                assert!(shape.lead.is_none_or(|a| first <= a), "A: {context}");
+                assert!(
+                    shape.trail.is_none_or(|z| s.len() - 1 - last <= z),
+                    "Z: {context}"
+                );
+                for pair in digits.windows(2) {
+                    let between = &s[pair[0] + 1..pair[1]];
+                    assert!(shape.gap.is_none_or(|g| between.len() <= g), "G: {context}");
+                    assert!(
+                        between.iter().all(|&b| shape.gap_bytes.contains(b)),
+                        "{context}"
+                    );
+                }
+                assert!(s.iter().all(|&b| shape.span_bytes.contains(b)), "{context}");
+                let inner = last + 1 - first - digits.len();
+                assert!(inner >= shape.min_inner, "I: {context}");
+                checked += 1;
+                with_inner += usize::from(shape.min_inner > 0);
+            }
+        }
+        // The patterns gave many matches, some under a positive `I`.
+        assert!(checked > 2000 && with_inner > 100, "{checked} {with_inner}");
+    }
+
     #[test]
     fn clusters_with_too_few_other_bytes_inside_are_skipped() {
         // IPv4-like: four digits with three dots between them at least.
