@@ -20,6 +20,7 @@ pub mod keyword_filter;
 pub mod keyword_teddy;
 pub mod normalize;
 pub mod regex_trap;
+mod required_byte;
 pub mod rule;
 mod text_model;
 

@@ -37,6 +37,7 @@ use crate::digit_windows::{Coverage, DigitShape, Digits, Marker};
 use crate::error::TrapError;
 use crate::keyword_filter::KeywordFilter;
 use crate::keyword_teddy::KeywordTeddy;
+use crate::required_byte::rarest_required;
 use crate::rule::{RuleSpec, WORD_START};
 
 /// Upper bound on the compiled size of one rule's regex program.
@@ -67,6 +68,8 @@ struct CompiledRule {
     digit_shape: Option<DigitShape>,
     /// The rule's stopwords as one ASCII-case-insensitive automaton.
     stopwords: Option<AhoCorasick>,
+    /// A rare byte every match holds (see [`crate::required_byte`]).
+    required: Option<u8>,
 }
 
 /// How [`RegexTrap::compile_with`] may build stage 1.
@@ -335,6 +338,16 @@ impl RegexTrap {
                 }
             }
         }
+        // A whole-body search for a rule whose matches all hold a rare byte
+        // that the body lacks would find nothing (one `memchr` per byte).
+        let mut present: [Option<bool>; 256] = [None; 256];
+        searches.retain(
+            |(index, search)| match (search, self.rules[*index].required) {
+                (Search::Whole, Some(b)) => *present[usize::from(b)]
+                    .get_or_insert_with(|| memchr::memchr(b, data).is_some()),
+                _ => true,
+            },
+        );
         if !self.batches.is_empty() {
             self.drop_batch_misses(data, &mut searches);
         }
@@ -592,6 +605,7 @@ fn compile_rule(spec: RuleSpec) -> Result<CompiledRule, TrapError> {
     }
     let secret_group = regex.group_info().to_index(PatternID::ZERO, SECRET_GROUP);
     let digit_shape = DigitShape::of(&hir);
+    let required = rarest_required(&hir);
     let stopwords = if spec.stopwords.is_empty() {
         None
     } else {
@@ -613,6 +627,7 @@ fn compile_rule(spec: RuleSpec) -> Result<CompiledRule, TrapError> {
         secret_group,
         digit_shape,
         stopwords,
+        required,
     })
 }
 
@@ -1176,6 +1191,71 @@ mod tests {
             rule("unbounded", "[0-9]+[.][0-9]"),
             rule("unicode-digit", r"\d{2}"),
         ]
+    }
+
+    #[test]
+    fn a_rule_needing_a_rare_byte_finds_the_same_with_and_without_it() {
+        let url = RuleSpec::new(
+            "url-creds",
+            "secret",
+            Severity::Critical,
+            r"(?i:https?|ftp)://[a-z0-9.]{1,64}:(?P<secret>[^\s@/]{3,32})@[a-z0-9.-]+",
+        )
+        .with_keywords(["://"]);
+        let plain =
+            RuleSpec::new("scheme", "c", Severity::Notice, "(?i)https?://").with_keywords(["://"]);
+        let trap = RegexTrap::compile(vec![url, plain]).unwrap();
+        assert_eq!(trap.rules[0].required, Some(b'@'));
+        assert_eq!(trap.rules[1].required, None);
+        assert_eq!(
+            trap.scan(b"see https://user:s3cret@db.example and http://x/"),
+            [
+                Finding {
+                    rule_index: 1,
+                    start: 4,
+                    end: 12
+                },
+                Finding {
+                    rule_index: 0,
+                    start: 17,
+                    end: 23
+                },
+                Finding {
+                    rule_index: 1,
+                    start: 39,
+                    end: 46
+                },
+            ]
+        );
+        let regexes = reference_regexes(&trap);
+        let pieces: [&[u8]; 12] = [
+            b"ftp://u:pw123@h.example",
+            b"https://",
+            b"FTP://",
+            b"user",
+            b":",
+            b"s3cret",
+            b"@",
+            b"db.example",
+            b" ",
+            b"/",
+            b"x@y",
+            b"\n",
+        ];
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let (mut without_at, mut found) = (0, 0);
+        for round in 0..400 {
+            let mut body = Vec::new();
+            for _ in 0..round % 40 {
+                body.extend_from_slice(pieces[rng.below(pieces.len())]);
+            }
+            let findings = trap.scan(&body);
+            assert_eq!(findings, full_text_scan(&trap, &regexes, &body), "{body:?}");
+            without_at +=
+                usize::from(!body.contains(&b'@') && body.windows(3).any(|w| w == b"://"));
+            found += findings.iter().filter(|f| f.rule_index == 0).count();
+        }
+        assert!(without_at > 10 && found > 100, "{without_at} {found}");
     }
 
     #[test]
