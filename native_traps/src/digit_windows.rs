@@ -51,9 +51,9 @@
 //! digit or a gap byte, so a span byte). It drops an interval shorter than
 //! `M` (in particular an empty or reversed one: the cluster's digits are
 //! too far apart for the length bound), skips a cluster with fewer than `I`
-//! bytes other than digits from its first digit to its last, and merges the intervals that overlap,
-//! touch or lie at most [`MERGE_GAP`]
-//! bytes apart into disjoint windows: a gap that small costs less to search
+//! bytes other than digits from its first digit to its last, and merges
+//! the intervals that overlap, touch or lie at most [`MERGE_GAP`] bytes
+//! apart into disjoint windows: a gap that small costs less to search
 //! than one more search call, and a window that covers more is still a
 //! window of the kind the proof below needs.
 //!
@@ -103,8 +103,10 @@
 //! and most of the body is ruled out with masks before any digit is taken
 //! one by one ([`Narrowing`]): a cluster of a rule that allows only
 //! separator bytes between digits lies in a run of the *tight* mask at
-//! least `k` long, and a match made of few kinds of bytes in a run of them
-//! at least `M` long. Only inside such runs are the clusters built.
+//! least `k + I` long, and a match made of few kinds of bytes in a run of
+//! them at least `M` long. Only inside such runs, and only in those that
+//! hold at least `k` digits and `I` other bytes (a cluster lies in its
+//! run), are the clusters built.
 
 use std::ops::Range;
 
