@@ -188,7 +188,7 @@ pub struct DigitShape {
 /// it takes the digits one by one (see there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Narrowing {
-    /// In the runs of the tight mask at least `k` long: the rule allows
+    /// In the runs of the tight mask at least `k + I` long: the rule allows
     /// only tight separator bytes between digits, and `k` is at least
     /// [`TIGHT_RUN_MIN`].
     Tight,
@@ -1119,9 +1119,9 @@ type ClusterKey = (Option<usize>, ByteSet, usize, usize, Narrowing, usize);
 /// * a rule whose gap bytes are all separator bytes ([`TIGHT_BELOW`])
 ///   (card, SSN and phone numbers, IPv4 addresses) has every cluster inside
 ///   a run of the *tight* mask: digits, and runs of separator bytes that
-///   follow a digit. A cluster of `k` digits needs such a run of at least
-///   `k` bytes; in hashes, UUIDs and identifiers letters cut the runs
-///   short;
+///   follow a digit. A cluster of `k` digits with `I` other bytes between
+///   them needs such a run of at least `k + I` bytes; in hashes, UUIDs and
+///   identifiers letters cut the runs short;
 /// * a rule whose matches hold few kinds of bytes (an IBAN: capitals,
 ///   digits, spaces) has every match inside a run of those bytes at least
 ///   `M` long;
