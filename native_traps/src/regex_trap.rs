@@ -339,12 +339,21 @@ impl RegexTrap {
             }
         }
         // A whole-body search for a rule whose matches all hold a rare byte
-        // that the body lacks would find nothing (one `memchr` per byte).
-        let mut present: [Option<bool>; 256] = [None; 256];
+        // that the body lacks would find nothing (one `memchr` per byte,
+        // its answer kept in two bitsets).
+        let (mut looked, mut present) = ([0u64; 4], [0u64; 4]);
         searches.retain(
             |(index, search)| match (search, self.rules[*index].required) {
-                (Search::Whole, Some(b)) => *present[usize::from(b)]
-                    .get_or_insert_with(|| memchr::memchr(b, data).is_some()),
+                (Search::Whole, Some(b)) => {
+                    let (word, bit) = (usize::from(b >> 6), 1u64 << (b & 63));
+                    if looked[word] & bit == 0 {
+                        looked[word] |= bit;
+                        if memchr::memchr(b, data).is_some() {
+                            present[word] |= bit;
+                        }
+                    }
+                    present[word] & bit != 0
+                }
                 _ => true,
             },
         );
