@@ -1,5 +1,6 @@
 //! Which bytes of a 64-byte block belong to a class, as a 64-bit mask
-//! (bit `j` for byte `j`), and the masks of a whole body ([`masks`]).
+//! (bit `j` for byte `j`), the masks of a whole body ([`masks`]), and where
+//! long runs of set bits start in such masks ([`run_starts`]).
 //!
 //! Where the CPU has AVX-512 BW (checked at run time), [`masks`] takes a
 //! block in one register: one subtraction and one unsigned comparison per
@@ -147,6 +148,96 @@ fn for_each_block(
         let v = unsafe { _mm512_maskz_loadu_epi8(live, tail.as_ptr().cast()) };
         out.push(mask_of(v) & live);
     }
+}
+
+/// Call `found(w, starts)`, in ascending `w`, for each word `w` below
+/// `masks.len() - 1` whose `starts` are not all zero: bit `p` of `starts`
+/// is set when bits `p ..= p + span` of the word and the next (taken as
+/// one 128-bit number) are all set, where `span` is the sum of `steps`,
+/// each from 1 to 32, that double the width covered each time (so `span`
+/// is below 64). With AVX-512 F, eight words per step; in text most words
+/// have no start, so the scalar work is only for the few that do.
+pub fn run_starts(masks: &[u64], steps: &[u32], mut found: impl FnMut(usize, u64)) {
+    debug_assert!(steps.iter().all(|&step| (1..=32).contains(&step)));
+    let mut w = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512 F (checked just above).
+        w = unsafe { run_starts_avx512(masks, steps, &mut found) };
+    }
+    for (w, pair) in masks.windows(2).enumerate().skip(w) {
+        let (mut low, mut high) = (pair[0], pair[1]);
+        for &step in steps {
+            // Both shifts are below 64 (`step` is 1 to 32).
+            low &= (low >> step) | (high << (64 - step));
+            high &= high >> step;
+        }
+        if low != 0 {
+            found(w, low);
+        }
+    }
+}
+
+/// [`run_starts`] for the words in blocks of eight that have their next
+/// word in `masks`; returns the first word it did not look at.
+///
+/// # Safety
+/// The CPU must support AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn run_starts_avx512(
+    masks: &[u64],
+    steps: &[u32],
+    found: &mut impl FnMut(usize, u64),
+) -> usize {
+    use std::arch::x86_64::{
+        _mm512_and_si512, _mm512_loadu_si512, _mm512_sll_epi64, _mm512_srl_epi64,
+        _mm512_storeu_si512, _mm512_ternarylogic_epi64, _mm512_test_epi64_mask, _mm_cvtsi32_si128,
+    };
+    // Each step as the two shift counts (in the low 64 bits of a vector);
+    // at most six steps cover a span below 64.
+    let counts: [_; 6] = std::array::from_fn(|i| {
+        let step = steps.get(i).copied().unwrap_or(1);
+        // Lossless: 1 to 32.
+        #[allow(clippy::cast_possible_wrap)]
+        (
+            _mm_cvtsi32_si128(step as i32),
+            _mm_cvtsi32_si128(64 - step as i32),
+        )
+    });
+    let counts = &counts[..steps.len().min(6)];
+    let mut w = 0;
+    let mut lanes = [0u64; 8];
+    while w + 9 <= masks.len() {
+        // SAFETY: words `w .. w + 9` lie inside `masks` (the bound above).
+        let (mut low, mut high) = unsafe {
+            (
+                _mm512_loadu_si512(masks.as_ptr().add(w).cast()),
+                _mm512_loadu_si512(masks.as_ptr().add(w + 1).cast()),
+            )
+        };
+        for &(right, left) in counts {
+            // low & ((low >> step) | (high << (64 - step))): 0xE0 is a & (b | c).
+            low = _mm512_ternarylogic_epi64::<0xE0>(
+                low,
+                _mm512_srl_epi64(low, right),
+                _mm512_sll_epi64(high, left),
+            );
+            high = _mm512_and_si512(high, _mm512_srl_epi64(high, right));
+        }
+        let mut any = _mm512_test_epi64_mask(low, low);
+        if any != 0 {
+            // SAFETY: `lanes` holds 64 bytes.
+            unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), low) };
+            while any != 0 {
+                let lane = any.trailing_zeros() as usize;
+                any &= any - 1;
+                found(w + lane, lanes[lane]);
+            }
+        }
+        w += 8;
+    }
+    w
 }
 
 /// Bytes `16 * q .. 16 * q + 16` of `block` (`q` below 4) as a vector.
@@ -376,5 +467,49 @@ mod tests {
             assert_eq!(by_block, out);
         }
         assert_eq!(in_ranges(&[b'a'; 64], &[(b'0', b'9')]), 0);
+    }
+
+    #[test]
+    fn run_starts_agree_with_the_bitwise_definition() {
+        // Masks of every length around the blocks of eight words, from
+        // sparse to dense, and every span the digit windows can ask for;
+        // on a CPU with AVX-512 F this is mostly the vector path.
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for len in 1..=27 {
+            for density in 0..4 {
+                let masks: Vec<u64> = (0..len)
+                    .map(|_| (0..density).fold(u64::MAX, |m, _| m & next()) | next() & next())
+                    .collect();
+                let bit = |i: usize| masks.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 == 1);
+                for span in 0..64 {
+                    let mut steps = Vec::new();
+                    let mut covered = 0;
+                    while covered < span {
+                        let step = (covered + 1).min(span - covered);
+                        steps.push(u32::try_from(step).expect("below 64"));
+                        covered += step;
+                    }
+                    let mut got = Vec::new();
+                    run_starts(&masks, &steps, |w, starts| got.push((w, starts)));
+                    let expected: Vec<(usize, u64)> = (0..len - 1)
+                        .map(|w| {
+                            let starts = (0..64).fold(0u64, |acc, p| {
+                                let all = (0..=span).all(|j| bit(64 * w + p + j));
+                                acc | (u64::from(all) << p)
+                            });
+                            (w, starts)
+                        })
+                        .filter(|&(_, starts)| starts != 0)
+                        .collect();
+                    assert_eq!(got, expected, "{len} words, span {span}");
+                }
+            }
+        }
     }
 }

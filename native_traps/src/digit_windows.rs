@@ -1000,27 +1000,14 @@ fn masks_with(data: &[u8], class: byte_mask::Class<'_>) -> Vec<u64> {
 ///
 /// A run of `min_len` starts at bit `p` of a word when bits `p..p +
 /// min_len` of that word and the next are all set, which a few shifts and
-/// ands over the two words tell for all 64 starts at once. Only the words
+/// ands over the two words tell for all 64 starts at once, and for eight
+/// words at once with AVX-512 ([`byte_mask::run_starts`]). Only the words
 /// with such a start are looked at bit by bit.
 fn long_runs(masks: &[u64], min_len: usize) -> Vec<(usize, usize)> {
     debug_assert!((1..=LONG_RUN_MAX).contains(&min_len));
     let steps = doubling_steps(min_len - 1);
     let mut runs: Vec<(usize, usize)> = Vec::new();
-    for w in 0..masks.len() - 1 {
-        let word = masks[w];
-        if word == 0 {
-            continue;
-        }
-        // Bit `p`: bits `p..p + min_len` all set within the word ...
-        let mut starts = steps
-            .iter()
-            .fold(word, |starts, &step| starts & (starts >> step));
-        // ... or the word's last run, continued in the next word, is long
-        // enough.
-        let last = word.leading_ones() as usize;
-        if last > 0 && last < min_len && last + masks[w + 1].trailing_ones() as usize >= min_len {
-            starts |= 1 << (64 - last);
-        }
+    byte_mask::run_starts(masks, &steps, |w, mut starts| {
         // Starts inside a run found from an earlier word add nothing.
         if let Some(&(_, end)) = runs.last() {
             starts &= after(end, w);
@@ -1031,7 +1018,7 @@ fn long_runs(masks: &[u64], min_len: usize) -> Vec<(usize, usize)> {
             runs.push((start, end));
             starts &= after(end, w);
         }
-    }
+    });
     runs
 }
 
