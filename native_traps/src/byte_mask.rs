@@ -66,64 +66,107 @@ fn masks_by_block(data: &[u8], class: Class<'_>, out: &mut Vec<u64>) {
 }
 
 /// [`masks`] with AVX-512 BW: a block per register, a short last block by
-/// a masked load (which reads only the bytes it keeps).
+/// a masked load (which reads only the bytes it keeps). The number of
+/// ranges or excepted bytes is a constant of each loop, so their vectors
+/// stay in registers and the loop has no branch per range.
 ///
 /// # Safety
 /// The CPU must support AVX-512 BW.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512bw")]
 unsafe fn masks_avx512(data: &[u8], class: Class<'_>, out: &mut Vec<u64>) {
-    use std::arch::x86_64::{
-        _mm512_cmpeq_epi8_mask, _mm512_cmple_epu8_mask, _mm512_cmplt_epi8_mask, _mm512_set1_epi8,
-        _mm512_sub_epi8,
-    };
-    // Bit-for-bit reinterpretations of bytes as the `i8` lanes take them.
-    #[allow(clippy::cast_possible_wrap)]
-    let splat = |b: u8| _mm512_set1_epi8(b as i8);
     match class {
-        Class::InRanges(ranges) if ranges.len() <= VECTOR_CLASS_MAX => {
-            let mut vectors = [(splat(1), splat(0)); VECTOR_CLASS_MAX];
+        Class::InRanges(ranges) => {
+            // The non-empty ranges, at most four (more go block by block).
+            let mut kept = [(0, 0); 4];
             let mut count = 0;
             for &(first, last) in ranges.iter().filter(|(first, last)| first <= last) {
-                vectors[count] = (splat(first), splat(last - first));
+                if count == kept.len() {
+                    return masks_by_block(data, class, out);
+                }
+                kept[count] = (first, last);
                 count += 1;
             }
-            let ranges = &vectors[..count];
-            for_each_block(data, out, |v| {
-                ranges.iter().fold(0, |mask, &(low, span)| {
-                    mask | _mm512_cmple_epu8_mask(_mm512_sub_epi8(v, low), span)
-                })
-            });
-        }
-        Class::BelowOrHighExcept(bound, except) if except.len() <= VECTOR_CLASS_MAX => {
-            let bound = splat(bound);
-            let mut vectors = [splat(0); VECTOR_CLASS_MAX];
-            for (vector, &b) in vectors.iter_mut().zip(except) {
-                *vector = splat(b);
+            let ranges = &kept[..count];
+            // SAFETY (all four): as for this function.
+            match count {
+                0 => out.resize(out.len() + data.len().div_ceil(64), 0),
+                1 => unsafe { in_ranges_avx512::<1>(data, ranges, out) },
+                2 => unsafe { in_ranges_avx512::<2>(data, ranges, out) },
+                3 => unsafe { in_ranges_avx512::<3>(data, ranges, out) },
+                _ => unsafe { in_ranges_avx512::<4>(data, ranges, out) },
             }
-            let except = &vectors[..except.len()];
-            // As signed bytes, 0x80 and up are negative, so below the bound.
-            for_each_block(data, out, |v| {
-                except
-                    .iter()
-                    .fold(_mm512_cmplt_epi8_mask(v, bound), |mask, &b| {
-                        mask & !_mm512_cmpeq_epi8_mask(v, b)
-                    })
-            });
         }
-        _ => masks_by_block(data, class, out),
+        Class::BelowOrHighExcept(bound, except) => match except.len() {
+            // SAFETY (all three): as for this function.
+            0 => unsafe { below_except_avx512::<0>(data, bound, except, out) },
+            1 => unsafe { below_except_avx512::<1>(data, bound, except, out) },
+            2 => unsafe { below_except_avx512::<2>(data, bound, except, out) },
+            _ => masks_by_block(data, class, out),
+        },
     }
 }
 
-/// The most ranges or excepted bytes that [`masks_avx512`] keeps in
-/// registers (the digit windows use at most four); a class with more goes
-/// block by block.
+/// [`masks_avx512`] for `N` non-empty ranges: per range, one subtraction
+/// and one unsigned comparison.
+///
+/// # Safety
+/// The CPU must support AVX-512 BW.
 #[cfg(target_arch = "x86_64")]
-const VECTOR_CLASS_MAX: usize = 4;
+#[target_feature(enable = "avx512bw")]
+unsafe fn in_ranges_avx512<const N: usize>(data: &[u8], ranges: &[(u8, u8)], out: &mut Vec<u64>) {
+    use std::arch::x86_64::{_mm512_cmple_epu8_mask, _mm512_sub_epi8};
+    let vectors: [_; N] = std::array::from_fn(|i| {
+        let (first, last) = ranges[i];
+        (splat(first), splat(last - first))
+    });
+    for_each_block(data, out, |v| {
+        vectors.iter().fold(0, |mask, &(low, span)| {
+            mask | _mm512_cmple_epu8_mask(_mm512_sub_epi8(v, low), span)
+        })
+    });
+}
 
-/// Push to `out` what `mask_of` gives for each 64-byte block of `data`,
-/// the last one short or not (its lanes past the data are zero, and their
-/// bits cleared).
+/// [`masks_avx512`] for the bytes below `bound` or from `0x80` up, except
+/// the `N` bytes of `except`.
+///
+/// # Safety
+/// The CPU must support AVX-512 BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+unsafe fn below_except_avx512<const N: usize>(
+    data: &[u8],
+    bound: u8,
+    except: &[u8],
+    out: &mut Vec<u64>,
+) {
+    use std::arch::x86_64::{_mm512_cmpeq_epi8_mask, _mm512_cmplt_epi8_mask};
+    let bound = splat(bound);
+    let except: [_; N] = std::array::from_fn(|i| splat(except[i]));
+    // As signed bytes, 0x80 and up are negative, so below the bound.
+    for_each_block(data, out, |v| {
+        except
+            .iter()
+            .fold(_mm512_cmplt_epi8_mask(v, bound), |mask, &b| {
+                mask & !_mm512_cmpeq_epi8_mask(v, b)
+            })
+    });
+}
+
+/// A vector of 64 copies of `b`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn splat(b: u8) -> std::arch::x86_64::__m512i {
+    // A bit-for-bit reinterpretation of the byte as the `i8` lanes take it.
+    #[allow(clippy::cast_possible_wrap)]
+    std::arch::x86_64::_mm512_set1_epi8(b as i8)
+}
+
+/// Write to the end of `out` what `mask_of` gives for each 64-byte block of
+/// `data`, the last one short or not (its lanes past the data are zero, and
+/// their bits cleared). The words are written in place, not pushed one by
+/// one: a push reads and writes the vector's length in memory each time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512bw")]
 #[inline]
@@ -133,20 +176,21 @@ fn for_each_block(
     mask_of: impl Fn(std::arch::x86_64::__m512i) -> u64,
 ) {
     use std::arch::x86_64::{_mm512_loadu_si512, _mm512_maskz_loadu_epi8};
+    let first = out.len();
+    out.resize(first + data.len().div_ceil(64), 0);
+    let slots = &mut out[first..];
     let mut blocks = data.chunks_exact(64);
-    for block in &mut blocks {
+    for (slot, block) in slots.iter_mut().zip(&mut blocks) {
         // SAFETY: 64 bytes inside `data`; no alignment needed.
-        out.push(mask_of(unsafe {
-            _mm512_loadu_si512(block.as_ptr().cast())
-        }));
+        *slot = mask_of(unsafe { _mm512_loadu_si512(block.as_ptr().cast()) });
     }
     let tail = blocks.remainder();
-    if !tail.is_empty() {
+    if let Some(slot) = slots.last_mut().filter(|_| !tail.is_empty()) {
         let live = (1u64 << tail.len()) - 1;
         // SAFETY: the masked load touches only the `tail.len()` bytes of
         // `live`, all inside `data`; the other lanes are zero.
         let v = unsafe { _mm512_maskz_loadu_epi8(live, tail.as_ptr().cast()) };
-        out.push(mask_of(v) & live);
+        *slot = mask_of(v) & live;
     }
 }
 
