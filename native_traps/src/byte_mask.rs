@@ -222,6 +222,104 @@ pub fn run_starts(masks: &[u64], steps: &[u32], mut found: impl FnMut(usize, u64
     }
 }
 
+/// Whether two set bits of `masks` (taken as one long bit string) have
+/// at most `gap` (below 63) unset bits between them. As [`run_starts`],
+/// eight words per step with AVX-512 F.
+pub fn close_pair(masks: &[u64], gap: usize) -> bool {
+    debug_assert!(gap < 63);
+    // Bit `p` of `near`: a set bit at `p + 1 ..= p + gap + 1`, by ORs
+    // that double the width covered each time.
+    let mut steps = [0u32; 6];
+    let (mut count, mut covered) = (0, 0);
+    while covered < gap {
+        let step = (covered + 1).min(gap - covered);
+        // Lossless: below 63.
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            steps[count] = step as u32;
+        }
+        count += 1;
+        covered += step;
+    }
+    let steps = &steps[..count];
+    let mut w = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512 F (checked just above).
+        match unsafe { close_pair_avx512(masks, steps) } {
+            Ok(()) => return true,
+            Err(next) => w = next,
+        }
+    }
+    masks.windows(2).skip(w).any(|pair| {
+        let (mut low, mut high) = ((pair[0] >> 1) | (pair[1] << 63), pair[1] >> 1);
+        for &step in steps {
+            // Both shifts are below 64 (`step` is 1 to 32).
+            low |= (low >> step) | (high << (64 - step));
+            high |= high >> step;
+        }
+        pair[0] & low != 0
+    }) || masks.last().is_some_and(|&last| {
+        // The last word has no next one: zeros follow it.
+        let mut near = last >> 1;
+        for &step in steps {
+            near |= near >> step;
+        }
+        last & near != 0
+    })
+}
+
+/// [`close_pair`] for the words in blocks of eight that have their next
+/// word in `masks`: `Ok` when a pair was found, else the first word it did
+/// not look at.
+///
+/// # Safety
+/// The CPU must support AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn close_pair_avx512(masks: &[u64], steps: &[u32]) -> Result<(), usize> {
+    use std::arch::x86_64::{
+        _mm512_loadu_si512, _mm512_or_si512, _mm512_sll_epi64, _mm512_slli_epi64, _mm512_srl_epi64,
+        _mm512_srli_epi64, _mm512_ternarylogic_epi64, _mm512_test_epi64_mask, _mm_cvtsi32_si128,
+    };
+    let counts: [_; 6] = std::array::from_fn(|i| {
+        let step = steps.get(i).copied().unwrap_or(1);
+        // Lossless: 1 to 32.
+        #[allow(clippy::cast_possible_wrap)]
+        (
+            _mm_cvtsi32_si128(step as i32),
+            _mm_cvtsi32_si128(64 - step as i32),
+        )
+    });
+    let counts = &counts[..steps.len().min(6)];
+    let mut w = 0;
+    while w + 9 <= masks.len() {
+        // SAFETY: words `w .. w + 9` lie inside `masks` (the bound above).
+        let (word, next) = unsafe {
+            (
+                _mm512_loadu_si512(masks.as_ptr().add(w).cast()),
+                _mm512_loadu_si512(masks.as_ptr().add(w + 1).cast()),
+            )
+        };
+        let mut low = _mm512_or_si512(_mm512_srli_epi64::<1>(word), _mm512_slli_epi64::<63>(next));
+        let mut high = _mm512_srli_epi64::<1>(next);
+        for &(right, left) in counts {
+            // low | (low >> step) | (high << (64 - step)): 0xFE is a | b | c.
+            low = _mm512_ternarylogic_epi64::<0xFE>(
+                low,
+                _mm512_srl_epi64(low, right),
+                _mm512_sll_epi64(high, left),
+            );
+            high = _mm512_or_si512(high, _mm512_srl_epi64(high, right));
+        }
+        if _mm512_test_epi64_mask(word, low) != 0 {
+            return Ok(());
+        }
+        w += 8;
+    }
+    Err(w)
+}
+
 /// [`run_starts`] for the words in blocks of eight that have their next
 /// word in `masks`; returns the first word it did not look at.
 ///
@@ -552,6 +650,32 @@ mod tests {
                         .filter(|&(_, starts)| starts != 0)
                         .collect();
                     assert_eq!(got, expected, "{len} words, span {span}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn close_pairs_agree_with_the_bitwise_definition() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for len in 0..=27 {
+            for sparse in 3..9 {
+                // About one bit in 2^sparse set.
+                let masks: Vec<u64> = (0..len)
+                    .map(|_| (0..sparse).fold(u64::MAX, |m, _| m & next()))
+                    .collect();
+                let set: Vec<usize> = (0..64 * len)
+                    .filter(|&i| masks[i / 64] >> (i % 64) & 1 == 1)
+                    .collect();
+                for gap in 0..63 {
+                    let expected = set.windows(2).any(|p| p[1] - p[0] - 1 <= gap);
+                    assert_eq!(close_pair(&masks, gap), expected, "{len} words, gap {gap}");
                 }
             }
         }

@@ -1191,21 +1191,7 @@ impl<'a> Digits<'a> {
 
     /// Whether two digits have at most `gap` (below 63) bytes between them.
     fn close_pairs(&self, gap: usize) -> bool {
-        let steps = doubling_steps(gap);
-        self.masks.windows(2).any(|pair| {
-            if pair[0] == 0 {
-                return false;
-            }
-            // Bit `p` of `near`: a digit at `p + 1 ..= p + gap + 1`.
-            let x = u128::from(pair[0]) | (u128::from(pair[1]) << 64);
-            let near = steps
-                .iter()
-                .fold(x >> 1, |near, &step| near | (near >> step));
-            // Lossless: the low 64 bits.
-            #[allow(clippy::cast_possible_truncation)]
-            let near = near as u64;
-            pair[0] & near != 0
-        })
+        byte_mask::close_pair(&self.masks, gap)
     }
 
     /// The number of digits in `start..end`.
