@@ -981,21 +981,16 @@ const TIGHT_RUN_MIN: usize = 4;
 /// in text to narrow a search down.
 const SPAN_RUN_MIN: usize = 8;
 
-/// The masks of `data`, one `u64` per 64 bytes (bit `j` of word `w` for
-/// byte `64 * w + j`), of the bytes in any of `ranges`, then one zero word.
-fn masks_of(data: &[u8], ranges: &[(u8, u8)]) -> Vec<u64> {
-    masks_with(data, byte_mask::Class::InRanges(ranges))
-}
-
-/// The masks of `data` (as [`masks_of`]) of the bytes in `class`.
-fn masks_with(data: &[u8], class: byte_mask::Class<'_>) -> Vec<u64> {
-    let mut masks = Vec::with_capacity(data.len() / 64 + 2);
-    byte_mask::masks(data, class, &mut masks);
+/// Write to `masks` (cleared first) the masks of `data`, one `u64` per 64
+/// bytes (bit `j` of word `w` for byte `64 * w + j`), of the bytes in
+/// `class`, then one zero word.
+fn masks_into(data: &[u8], class: byte_mask::Class<'_>, masks: &mut Vec<u64>) {
+    masks.clear();
+    byte_mask::masks(data, class, masks);
     masks.push(0);
-    masks
 }
 
-/// The maximal runs of set bits of `masks` (as from [`masks_of`]) that are
+/// The maximal runs of set bits of `masks` (as from [`masks_into`]) that are
 /// at least `min_len` (1 to [`LONG_RUN_MAX`]) long, as `(start, end)`.
 ///
 /// A run of `min_len` starts at bit `p` of a word when bits `p..p +
@@ -1003,10 +998,18 @@ fn masks_with(data: &[u8], class: byte_mask::Class<'_>) -> Vec<u64> {
 /// ands over the two words tell for all 64 starts at once, and for eight
 /// words at once with AVX-512 ([`byte_mask::run_starts`]). Only the words
 /// with such a start are looked at bit by bit.
+#[cfg(test)]
 fn long_runs(masks: &[u64], min_len: usize) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    long_runs_into(masks, min_len, &mut runs);
+    runs
+}
+
+/// [`long_runs`] written to `runs` (cleared first).
+fn long_runs_into(masks: &[u64], min_len: usize, runs: &mut Vec<(usize, usize)>) {
     debug_assert!((1..=LONG_RUN_MAX).contains(&min_len));
+    runs.clear();
     let steps = doubling_steps(min_len - 1);
-    let mut runs: Vec<(usize, usize)> = Vec::new();
     byte_mask::run_starts(masks, &steps, |w, mut starts| {
         // Starts inside a run found from an earlier word add nothing.
         if let Some(&(_, end)) = runs.last() {
@@ -1019,23 +1022,41 @@ fn long_runs(masks: &[u64], min_len: usize) -> Vec<(usize, usize)> {
             starts &= after(end, w);
         }
     });
-    runs
 }
 
 /// Shifts that, applied in turn as `x &= x >> step` (or `|=`), combine
 /// each bit with the `span` bits above it: doubling the covered width each
 /// time, the last step only as far as needed.
-fn doubling_steps(span: usize) -> Vec<u32> {
-    let mut steps = Vec::new();
+fn doubling_steps(span: usize) -> Steps {
+    debug_assert!(span < 64);
+    let mut steps = Steps::default();
     let mut covered = 0;
     while covered < span {
         let step = (covered + 1).min(span - covered);
         // Lossless: below 64.
         #[allow(clippy::cast_possible_truncation)]
-        steps.push(step as u32);
+        {
+            steps.steps[steps.len] = step as u32;
+        }
+        steps.len += 1;
         covered += step;
     }
     steps
+}
+
+/// The steps of [`doubling_steps`]: at most six for a span below 64.
+#[derive(Debug, Default, Clone, Copy)]
+struct Steps {
+    steps: [u32; 6],
+    len: usize,
+}
+
+impl std::ops::Deref for Steps {
+    type Target = [u32];
+
+    fn deref(&self) -> &[u32] {
+        &self.steps[..self.len]
+    }
 }
 
 /// The maximal run of set bits of `masks` (which ends with a zero word)
@@ -1121,30 +1142,107 @@ type ClusterKey = (Option<usize>, ByteSet, usize, usize, Narrowing, usize);
 pub struct Digits<'a> {
     /// The body.
     data: &'a [u8],
-    /// The marker bytes, as from [`masks_of`].
+    /// The marker bytes, as from [`masks_into`].
     masks: Vec<u64>,
     /// The shortest runs of the tight mask that are kept (see
     /// [`Digits::with_tight_min`]).
     tight_min: usize,
+    /// Whether `tight` holds the runs of the tight mask yet.
+    tight_known: bool,
     /// The runs of the tight mask at least `tight_min` long, once computed.
-    tight: Option<Vec<(usize, usize)>>,
+    tight: Vec<(usize, usize)>,
     /// The clusters computed so far.
     clusters: Vec<(ClusterKey, Vec<Cluster>)>,
     /// Scratch space for the positions of the digits of one region.
     positions: Vec<usize>,
+    /// Scratch space for the masks and runs a computation needs only
+    /// while it runs, and emptied cluster lists to fill again.
+    spare_masks: [Vec<u64>; 2],
+    spare_runs: Vec<(usize, usize)>,
+    spare_clusters: Vec<Vec<Cluster>>,
+}
+
+/// The heap buffers of a [`Digits`], empty, to build the next one with
+/// ([`Digits::with_buffers`]): scans on one thread reuse them instead of
+/// allocating a dozen vectors per body.
+#[derive(Debug, Default)]
+pub struct DigitBuffers {
+    masks: Vec<u64>,
+    tight: Vec<(usize, usize)>,
+    clusters: Vec<(ClusterKey, Vec<Cluster>)>,
+    positions: Vec<usize>,
+    spare_masks: [Vec<u64>; 2],
+    spare_runs: Vec<(usize, usize)>,
+    spare_clusters: Vec<Vec<Cluster>>,
 }
 
 impl<'a> Digits<'a> {
     /// Find the digits (bytes of `marker`) of `data`.
+    #[cfg(test)]
     pub fn new(data: &'a [u8], marker: Marker) -> Self {
+        Self::with_buffers(data, marker, DigitBuffers::default())
+    }
+
+    /// [`Digits::new`] in the buffers of an earlier one (see
+    /// [`Digits::into_buffers`]).
+    pub fn with_buffers(data: &'a [u8], marker: Marker, buffers: DigitBuffers) -> Self {
+        let DigitBuffers {
+            mut masks,
+            tight,
+            clusters,
+            positions,
+            spare_masks,
+            spare_runs,
+            spare_clusters,
+        } = buffers;
         let (first, last) = marker.range();
+        masks_into(
+            data,
+            byte_mask::Class::InRanges(&[(first, last)]),
+            &mut masks,
+        );
         Self {
             data,
-            masks: masks_of(data, &[(first, last)]),
+            masks,
             tight_min: TIGHT_RUN_MIN,
-            tight: None,
-            clusters: Vec::new(),
-            positions: Vec::new(),
+            tight_known: false,
+            tight,
+            clusters,
+            positions,
+            spare_masks,
+            spare_runs,
+            spare_clusters,
+        }
+    }
+
+    /// The buffers, emptied, for the next [`Digits::with_buffers`].
+    pub fn into_buffers(self) -> DigitBuffers {
+        let Self {
+            mut masks,
+            mut tight,
+            mut clusters,
+            mut positions,
+            spare_masks,
+            mut spare_runs,
+            mut spare_clusters,
+            ..
+        } = self;
+        masks.clear();
+        tight.clear();
+        positions.clear();
+        spare_runs.clear();
+        spare_clusters.extend(clusters.drain(..).map(|(_, mut list)| {
+            list.clear();
+            list
+        }));
+        DigitBuffers {
+            masks,
+            tight,
+            clusters,
+            positions,
+            spare_masks,
+            spare_runs,
+            spare_clusters,
         }
     }
 
@@ -1155,7 +1253,7 @@ impl<'a> Digits<'a> {
     /// [`DigitShape::windows`].
     #[must_use]
     pub fn with_tight_min(self, min: usize) -> Self {
-        debug_assert!(self.tight.is_none());
+        debug_assert!(!self.tight_known);
         Self {
             tight_min: min.clamp(TIGHT_RUN_MIN, LONG_RUN_MAX),
             ..self
@@ -1165,28 +1263,33 @@ impl<'a> Digits<'a> {
     /// The runs of the tight mask at least `tight_min` long: digits, and
     /// the runs of tight separator bytes right after a digit.
     fn tight_runs(&mut self) -> &[(usize, usize)] {
-        self.tight.get_or_insert_with(|| {
-            let separators = masks_with(
+        if !self.tight_known {
+            let [separators, tight] = &mut self.spare_masks;
+            masks_into(
                 self.data,
                 byte_mask::Class::BelowOrHighExcept(TIGHT_BELOW, &TIGHT_EXCEPT),
+                separators,
             );
             // Per word, in one pass: the bytes right after a digit (`next`),
             // carried through runs of separators (`match_star`), kept where
             // they are separators, plus the digits.
             let (mut shifted, mut carry) = (0, 0);
-            let tight: Vec<u64> = self
-                .masks
-                .iter()
-                .zip(&separators)
-                .map(|(&digit, &separator)| {
-                    let next = (digit << 1) | shifted;
-                    shifted = digit >> 63;
-                    let reach = match_star(next, separator, &mut carry);
-                    digit | (reach & separator)
-                })
-                .collect();
-            long_runs(&tight, self.tight_min)
-        })
+            tight.clear();
+            tight.extend(
+                self.masks
+                    .iter()
+                    .zip(separators.iter())
+                    .map(|(&digit, &separator)| {
+                        let next = (digit << 1) | shifted;
+                        shifted = digit >> 63;
+                        let reach = match_star(next, separator, &mut carry);
+                        digit | (reach & separator)
+                    }),
+            );
+            long_runs_into(tight, self.tight_min, &mut self.tight);
+            self.tight_known = true;
+        }
+        &self.tight
     }
 
     /// Whether two digits have at most `gap` (below 63) bytes between them.
@@ -1231,17 +1334,20 @@ impl<'a> Digits<'a> {
             return at;
         }
         let mut pos = std::mem::take(&mut self.positions);
-        let (span_runs, whole);
+        let mut span_runs = std::mem::take(&mut self.spare_runs);
+        let whole;
         let regions: &[(usize, usize)] = if self.masks.iter().all(|&m| m == 0) {
             &[]
         } else {
             match shape.narrowing {
                 Narrowing::Tight => {
                     self.tight_runs();
-                    self.tight.as_deref().unwrap_or_default()
+                    &self.tight
                 }
                 Narrowing::Span(ranges) => {
-                    span_runs = long_runs(&masks_of(self.data, &ranges), shape.min_len);
+                    let span = &mut self.spare_masks[0];
+                    masks_into(self.data, byte_mask::Class::InRanges(&ranges), span);
+                    long_runs_into(span, shape.min_len, &mut span_runs);
                     &span_runs
                 }
                 Narrowing::Pairs if !self.close_pairs(gap.unwrap_or(0)) => &[],
@@ -1252,7 +1358,7 @@ impl<'a> Digits<'a> {
             }
         };
         let shortest = shape.tight_run_min().unwrap_or(0);
-        let mut found = Vec::new();
+        let mut found = self.spare_clusters.pop().unwrap_or_default();
         for &(start, end) in regions {
             // A cluster lies in its region: a tight run shorter than
             // `k + I` bytes (the tight runs are kept from the shortest any
@@ -1285,6 +1391,8 @@ impl<'a> Digits<'a> {
                 }
             }
         }
+        span_runs.clear();
+        self.spare_runs = span_runs;
         self.positions = pos;
         self.clusters.push((key, found));
         self.clusters.len() - 1

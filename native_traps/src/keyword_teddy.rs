@@ -328,26 +328,41 @@ fn lowered_word(data: &[u8], at: usize) -> u64 {
 /// costs a comparison of eight bytes per position, not a keyword comparison.
 #[derive(Debug, Default)]
 struct Seen {
-    /// One bit per keyword id; empty until the first report.
-    ids: Vec<u64>,
+    /// One bit per keyword id, the first [`SEEN_INLINE`] on the stack (no
+    /// allocation per scan for the built-in packs), the others on the heap
+    /// from the first report of one.
+    ids: [u64; SEEN_INLINE / 64],
+    more: Vec<u64>,
     /// The last eight input bytes (lowercased) whose every keyword was
     /// already reported: the same eight bytes again have nothing left to
     /// find.
     spent_word: Option<u64>,
 }
 
+/// Keyword ids whose bit [`Seen`] keeps inline.
+const SEEN_INLINE: usize = 1024;
+
 impl Seen {
     fn has(&self, id: usize) -> bool {
-        self.ids
-            .get(id / 64)
-            .is_some_and(|w| w & (1 << (id % 64)) != 0)
+        let word = match id.checked_sub(SEEN_INLINE) {
+            None => self.ids.get(id / 64),
+            Some(beyond) => self.more.get(beyond / 64),
+        };
+        word.is_some_and(|w| w & (1 << (id % 64)) != 0)
     }
 
     fn add(&mut self, id: usize, keyword_count: usize) {
-        if self.ids.is_empty() {
-            self.ids.resize(keyword_count.div_ceil(64), 0);
-        }
-        self.ids[id / 64] |= 1 << (id % 64);
+        let word = match id.checked_sub(SEEN_INLINE) {
+            None => &mut self.ids[id / 64],
+            Some(beyond) => {
+                if self.more.is_empty() {
+                    self.more
+                        .resize((keyword_count - SEEN_INLINE).div_ceil(64), 0);
+                }
+                &mut self.more[beyond / 64]
+            }
+        };
+        *word |= 1 << (id % 64);
     }
 }
 
@@ -948,6 +963,28 @@ mod tests {
     /// up to eight, whichever the cost model would choose.
     fn both_plans<K: AsRef<[u8]>>(keywords: &[K]) -> [KeywordTeddy; 2] {
         [SHORT, ANCHOR].map(|width| KeywordTeddy::build_with(keywords, &[width]))
+    }
+
+    #[test]
+    fn seen_keeps_every_id_inline_or_beyond() {
+        let count = SEEN_INLINE + 200;
+        let mut seen = Seen::default();
+        let ids = [
+            0,
+            63,
+            64,
+            SEEN_INLINE - 1,
+            SEEN_INLINE,
+            SEEN_INLINE + 65,
+            count - 1,
+        ];
+        for &id in &ids {
+            assert!(!seen.has(id));
+            seen.add(id, count);
+            assert!(seen.has(id));
+        }
+        let set = (0..count).filter(|&id| seen.has(id)).collect::<Vec<_>>();
+        assert_eq!(set, ids);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use regex_automata::{Anchored, Input, PatternID};
 
 #[cfg(test)]
 use crate::digit_windows::Narrowing;
-use crate::digit_windows::{Coverage, DigitShape, Digits, Marker};
+use crate::digit_windows::{Coverage, DigitBuffers, DigitShape, Digits, Marker};
 use crate::error::TrapError;
 use crate::keyword_filter::KeywordFilter;
 use crate::keyword_teddy::KeywordTeddy;
@@ -260,9 +260,18 @@ impl RegexTrap {
     /// Indices of the rules whose regex would run on `data`: rules with a
     /// keyword present in `data` plus all rules without keywords, ascending.
     pub fn candidate_rules(&self, data: &[u8]) -> Vec<usize> {
+        let mut candidates = Vec::new();
+        self.candidates_into(data, &mut Vec::new(), &mut candidates);
+        candidates
+    }
+
+    /// [`RegexTrap::candidate_rules`] written to `candidates` (cleared
+    /// first), with `selected` as scratch space.
+    fn candidates_into(&self, data: &[u8], selected: &mut Vec<u64>, candidates: &mut Vec<usize>) {
         // One bit per rule: walking the set bits at the end costs a word
         // per 64 rules, not a step per rule.
-        let mut selected = vec![0u64; self.rules.len().div_ceil(64)];
+        selected.clear();
+        selected.resize(self.rules.len().div_ceil(64), 0);
         for &index in &self.unconditional {
             selected[index / 64] |= 1 << (index % 64);
         }
@@ -289,7 +298,7 @@ impl RegexTrap {
                 keyed_selected < self.keyed_rule_count
             });
         }
-        let mut candidates = Vec::new();
+        candidates.clear();
         for (w, &word) in selected.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
@@ -297,7 +306,6 @@ impl RegexTrap {
                 bits &= bits - 1;
             }
         }
-        candidates
     }
 
     /// Scan `data` (any bytes; need not be UTF-8).
@@ -306,34 +314,55 @@ impl RegexTrap {
     /// duplicates removed. Overlapping findings from different rules are all
     /// kept; merging spans is the caller's policy.
     pub fn scan(&self, data: &[u8]) -> Vec<Finding> {
+        if data.len() > SCRATCH_BODY_MAX {
+            return self.scan_with(data, &mut Scratch::default());
+        }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.scan_with(data, &mut scratch),
+            Err(_) => self.scan_with(data, &mut Scratch::default()),
+        })
+    }
+
+    /// [`RegexTrap::scan`] with the buffers of `scratch`.
+    fn scan_with(&self, data: &[u8], scratch: &mut Scratch) -> Vec<Finding> {
+        let Scratch {
+            selected,
+            candidates,
+            windows,
+            all_windows,
+            searches,
+            digit_buffers,
+        } = scratch;
         // Where each candidate searches: a digit-shaped rule only its
         // windows (none at all when no cluster of its digits occurs), unless
         // they cover most of the body. The digits are found at the first
         // such candidate and then shared.
-        let candidates = self.candidate_rules(data);
+        self.candidates_into(data, selected, candidates);
         let tight_min = candidates
             .iter()
             .filter_map(|&index| self.rules[index].digit_shape?.tight_run_min())
             .min()
             .unwrap_or(0);
         let mut digits: [Option<Digits>; Marker::ALL.len()] = [None, None];
-        let mut windows: Vec<Range<usize>> = Vec::new();
         // The windows of every windowed search, one after another.
-        let mut all_windows: Vec<Range<usize>> = Vec::new();
-        let mut searches: Vec<(usize, Search)> = Vec::new();
-        for index in candidates {
+        all_windows.clear();
+        searches.clear();
+        for &index in candidates.iter() {
             let Some(shape) = self.rules[index].digit_shape else {
                 searches.push((index, Search::Whole));
                 continue;
             };
-            let digits = digits[shape.marker.index()]
-                .get_or_insert_with(|| Digits::new(data, shape.marker).with_tight_min(tight_min));
-            match shape.windows(digits, &mut windows) {
+            let marker = shape.marker.index();
+            let digits = digits[marker].get_or_insert_with(|| {
+                let buffers = std::mem::take(&mut digit_buffers[marker]);
+                Digits::with_buffers(data, shape.marker, buffers).with_tight_min(tight_min)
+            });
+            match shape.windows(digits, windows) {
                 Coverage::Dense => searches.push((index, Search::Whole)),
                 Coverage::Sparse if windows.is_empty() => {}
                 Coverage::Sparse => {
                     let at = all_windows.len();
-                    all_windows.extend_from_slice(&windows);
+                    all_windows.extend_from_slice(windows);
                     searches.push((index, Search::Windows(at..all_windows.len())));
                 }
             }
@@ -358,10 +387,10 @@ impl RegexTrap {
             },
         );
         if !self.batches.is_empty() {
-            self.drop_batch_misses(data, &mut searches);
+            self.drop_batch_misses(data, searches);
         }
         let mut findings = Vec::new();
-        for (index, search) in searches {
+        for (index, search) in searches.drain(..) {
             let rule = &self.rules[index];
             match search {
                 Search::Whole => rule.find_into(index, data, 0..data.len(), &mut findings),
@@ -372,10 +401,39 @@ impl RegexTrap {
                 }
             }
         }
+        for (digits, buffers) in digits.into_iter().zip(digit_buffers.iter_mut()) {
+            if let Some(digits) = digits {
+                *buffers = digits.into_buffers();
+            }
+        }
         findings.sort_unstable_by_key(|f| (f.start, f.end, f.rule_index));
         findings.dedup();
         findings
     }
+}
+
+/// The largest body whose scan keeps its buffers for the next scan on the
+/// same thread: larger ones are rare, allocate their own, and would leave
+/// a thread holding their buffers' memory.
+const SCRATCH_BODY_MAX: usize = 256 * 1024;
+
+/// The buffers a scan needs only while it runs, kept per thread (see
+/// [`SCRATCH`]) so that the next scan reuses them: a scan of a 4 KiB body
+/// otherwise allocated about twenty vectors.
+#[derive(Default)]
+struct Scratch {
+    selected: Vec<u64>,
+    candidates: Vec<usize>,
+    windows: Vec<Range<usize>>,
+    all_windows: Vec<Range<usize>>,
+    searches: Vec<(usize, Search)>,
+    digit_buffers: [DigitBuffers; Marker::ALL.len()],
+}
+
+thread_local! {
+    /// This thread's [`Scratch`]. A scan borrows it for its whole length;
+    /// were it ever borrowed already, the scan would use fresh buffers.
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// Where a candidate rule's regex searches a body.
@@ -1082,7 +1140,10 @@ mod tests {
             let len = [0, 1, 5, 20, 64, 100, 300, 1000, 4096][round % 9];
             let sparsity = [1, 3, 10, 40, 200][round % 5];
             let body = random_body(&mut rng, len, sparsity);
+            // The thread's buffers, reused from the bodies before, give
+            // what fresh ones give.
             let found = trap.scan(&body);
+            assert_eq!(found, trap.scan_with(&body, &mut Scratch::default()));
             let expected = full_text_scan(&trap, &regexes, &body);
             assert_eq!(found, expected, "{:?}", String::from_utf8_lossy(&body));
             for finding in &found {
