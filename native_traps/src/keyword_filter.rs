@@ -386,6 +386,17 @@ impl KeywordFilter {
     /// (a keyword may be reported more than once). `found` returns `false`
     /// to stop the scan early.
     pub fn for_each_present(&self, data: &[u8], mut found: impl FnMut(usize) -> bool) {
+        self.for_each_occurrence(
+            data,
+            |id, _| if found(id) { Then::Next } else { Then::Stop },
+        );
+    }
+
+    /// Call `found(keyword_id, start)` for each occurrence of a keyword in
+    /// `data`, `start` its first byte, until `found` says [`Then::Stop`].
+    /// This filter reports every occurrence, so [`Then::Next`] and
+    /// [`Then::Again`] both go on.
+    pub fn for_each_occurrence(&self, data: &[u8], mut found: impl FnMut(usize, usize) -> Then) {
         let mut state = 0u64;
         let chunks = data.chunks_exact(2);
         let tail = chunks.remainder();
@@ -414,7 +425,7 @@ impl KeywordFilter {
         at: usize,
         index: usize,
         state: u64,
-        found: &mut impl FnMut(usize) -> bool,
+        found: &mut impl FnMut(usize, usize) -> Then,
     ) -> bool {
         #[allow(clippy::cast_possible_truncation)] // the top lane
         let alarm = !(state >> 48) as u16;
@@ -433,12 +444,27 @@ impl KeywordFilter {
             };
             let offset = candidate.offset as usize;
             let keyword = &self.keyword_bytes[offset..offset + candidate.len as usize];
-            if window.eq_ignore_ascii_case(keyword) && !found(candidate.keyword as usize) {
+            if window.eq_ignore_ascii_case(keyword)
+                && found(candidate.keyword as usize, start) == Then::Stop
+            {
                 return false;
             }
         }
         true
     }
+}
+
+/// What a keyword filter does after it reported an occurrence of a keyword
+/// (see [`KeywordFilter::for_each_occurrence`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// Go on; later occurrences of this keyword need not be reported.
+    Next,
+    /// Go on, and report this keyword's later occurrences too (a filter
+    /// that reports each keyword once waits for the next one).
+    Again,
+    /// Stop the scan.
+    Stop,
 }
 
 /// What the tests of both keyword filters compare: the ids a filter

@@ -51,7 +51,7 @@
 //! intrinsics run only after the CPU was seen to support them (see ADR 0012).
 #![allow(unsafe_code)]
 
-use crate::keyword_filter::{commonness, fold, folded_weights};
+use crate::keyword_filter::{commonness, fold, folded_weights, Then};
 use crate::text_model;
 
 /// Longest anchor in bytes, and the positions a long group looks up.
@@ -726,6 +726,17 @@ impl KeywordTeddy {
     /// Call `found(keyword_id)` once for each keyword that occurs in
     /// `data`. `found` returns `false` to stop the scan early.
     pub fn for_each_present(&self, data: &[u8], mut found: impl FnMut(usize) -> bool) {
+        self.for_each_occurrence(
+            data,
+            |id, _| if found(id) { Then::Next } else { Then::Stop },
+        );
+    }
+
+    /// Call `found(keyword_id, start)` for occurrences of keywords in `data`,
+    /// `start` the occurrence's first byte: for each keyword its first
+    /// occurrence, and its next ones while `found` says [`Then::Again`],
+    /// until `found` says [`Then::Stop`].
+    pub fn for_each_occurrence(&self, data: &[u8], mut found: impl FnMut(usize, usize) -> Then) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a `KeywordTeddy` exists only after `supported()` saw
         // AVX-512 F, BW and VBMI on this CPU (see `new`).
@@ -750,7 +761,7 @@ impl KeywordTeddy {
         base: usize,
         mut positions: u64,
         seen: &mut Seen,
-        found: &mut impl FnMut(usize) -> bool,
+        found: &mut impl FnMut(usize, usize) -> Then,
     ) -> bool {
         while positions != 0 {
             let at = base + positions.trailing_zeros() as usize;
@@ -781,9 +792,9 @@ impl KeywordTeddy {
                 if seen.has(id) {
                     continue;
                 }
-                let Some(window) = at
+                let Some((start, window)) = at
                     .checked_sub(m.anchor_at as usize)
-                    .and_then(|start| data.get(start..start + m.len as usize))
+                    .and_then(|start| Some((start, data.get(start..start + m.len as usize)?)))
                 else {
                     spent = false;
                     continue;
@@ -793,9 +804,10 @@ impl KeywordTeddy {
                     spent = false;
                     continue;
                 }
-                seen.add(id, self.keyword_count);
-                if !found(id) {
-                    return false;
+                match found(id, start) {
+                    Then::Next => seen.add(id, self.keyword_count),
+                    Then::Again => spent = false,
+                    Then::Stop => return false,
                 }
             }
             if spent {
@@ -812,7 +824,7 @@ impl KeywordTeddy {
     /// The CPU must support AVX-512 F, BW and VBMI.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-    unsafe fn scan_avx512(&self, data: &[u8], found: &mut impl FnMut(usize) -> bool) {
+    unsafe fn scan_avx512(&self, data: &[u8], found: &mut impl FnMut(usize, usize) -> Then) {
         if self.long_groups.is_empty() {
             // SAFETY: as for this function.
             unsafe { self.scan_inputs::<SHORT>(data, found) }
@@ -832,7 +844,7 @@ impl KeywordTeddy {
     unsafe fn scan_inputs<const INPUTS: usize>(
         &self,
         data: &[u8],
-        found: &mut impl FnMut(usize) -> bool,
+        found: &mut impl FnMut(usize, usize) -> Then,
     ) {
         let mut seen = Seen::default();
         let mut base = 0;

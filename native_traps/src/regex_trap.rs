@@ -35,7 +35,7 @@ use regex_automata::{Anchored, Input, PatternID};
 use crate::digit_windows::Narrowing;
 use crate::digit_windows::{Coverage, DigitBuffers, DigitShape, Digits, Marker};
 use crate::error::TrapError;
-use crate::keyword_filter::KeywordFilter;
+use crate::keyword_filter::{KeywordFilter, Then};
 use crate::keyword_teddy::KeywordTeddy;
 use crate::required_byte::rarest_required;
 use crate::rule::{RuleSpec, WORD_START};
@@ -98,10 +98,9 @@ pub struct RegexTrap {
     /// For each keyword id of the filter: the rules that own that keyword.
     keyword_owners: Vec<Vec<usize>>,
     /// For each keyword id: the rules that own it as a word-start keyword
-    /// (`\b` first, see [`RuleSpec::keywords`]), and a search for its
-    /// occurrences when there are any.
+    /// (`\b` first, see [`RuleSpec::keywords`]): they become candidates
+    /// only at an occurrence that starts a word.
     word_start_owners: Vec<Vec<usize>>,
-    word_start_search: Vec<Option<regex::bytes::Regex>>,
     /// Rules without keywords: always candidates.
     unconditional: Vec<usize>,
     /// Number of distinct rules that have at least one keyword.
@@ -185,23 +184,6 @@ impl RegexTrap {
                 }
             }
         }
-        let word_start_search = keywords
-            .iter()
-            .zip(&word_start_owners)
-            .map(|(keyword, owners)| {
-                (!owners.is_empty())
-                    .then(|| word_start_regex(keyword))
-                    .transpose()
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                TrapError::invalid_rule(
-                    "<keyword prefilter>",
-                    "keywords",
-                    format!("cannot build a word-start keyword search: {e}"),
-                )
-            })?;
-
         let prefilter = if keywords.is_empty() {
             None
         } else {
@@ -218,7 +200,6 @@ impl RegexTrap {
             prefilter,
             keyword_owners,
             word_start_owners,
-            word_start_search,
             unconditional,
             keyed_rule_count,
             batches,
@@ -279,7 +260,7 @@ impl RegexTrap {
             let mut keyed_selected = 0;
             // Every keyword present is reported, including one that starts
             // inside another (e.g. `ant-` inside `sk-ant-`).
-            prefilter.for_each_present(data, |keyword| {
+            prefilter.for_each_occurrence(data, |keyword, start| {
                 let mut select = |owners: &[usize]| {
                     for &index in owners {
                         let (word, bit) = (&mut selected[index / 64], 1 << (index % 64));
@@ -290,12 +271,21 @@ impl RegexTrap {
                     }
                 };
                 select(&self.keyword_owners[keyword]);
-                if let Some(search) = &self.word_start_search[keyword] {
-                    if starts_a_word(search, data) {
-                        select(&self.word_start_owners[keyword]);
-                    }
+                // A word-start keyword's owners wait for an occurrence at
+                // the start of a word: until then, the filter reports the
+                // keyword's next occurrences too.
+                let waiting = &self.word_start_owners[keyword];
+                let then = if waiting.is_empty() || starts_a_word(data, start) {
+                    select(waiting);
+                    Then::Next
+                } else {
+                    Then::Again
+                };
+                if keyed_selected < self.keyed_rule_count {
+                    then
+                } else {
+                    Then::Stop
                 }
-                keyed_selected < self.keyed_rule_count
             });
         }
         candidates.clear();
@@ -482,45 +472,12 @@ impl RegexTrap {
     }
 }
 
-/// A search for `keyword`, ASCII case-insensitive (other bytes as they
-/// are). A regex rather than an automaton: its prefilter skips straight to
-/// the keyword, where the automaton stops at every byte that starts it (the
-/// `s` of `sin`, common in text).
-fn word_start_regex(keyword: &str) -> Result<regex::bytes::Regex, regex::Error> {
-    let pattern: String = keyword
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphabetic() {
-                format!(
-                    "[{}{}]",
-                    b.to_ascii_lowercase() as char,
-                    b.to_ascii_uppercase() as char
-                )
-            } else {
-                format!("\\x{b:02X}")
-            }
-        })
-        .collect();
-    regex::bytes::Regex::new(&format!("(?-u){pattern}"))
-}
-
-/// Whether the keyword of `search` (see [`word_start_regex`]) occurs in
-/// `data` at the start of a word: at the start of `data` or after a byte
-/// that is not an ASCII letter, digit or `_`. Occurrences that overlap are
-/// all looked at.
-fn starts_a_word(search: &regex::bytes::Regex, data: &[u8]) -> bool {
-    let mut from = 0;
-    while let Some(hit) = search.find_at(data, from) {
-        let start = hit.start();
-        if start
-            .checked_sub(1)
-            .is_none_or(|before| !(data[before].is_ascii_alphanumeric() || data[before] == b'_'))
-        {
-            return true;
-        }
-        from = start + 1;
-    }
-    false
+/// Whether the byte at `start` of `data` starts a word: it is the first
+/// byte, or follows one that is not an ASCII letter, digit or `_`.
+fn starts_a_word(data: &[u8], start: usize) -> bool {
+    start
+        .checked_sub(1)
+        .is_none_or(|before| !(data[before].is_ascii_alphanumeric() || data[before] == b'_'))
 }
 
 /// Group the rules by [`RuleSpec::batch`] and build one `RegexSet` for each
@@ -623,15 +580,17 @@ impl Prefilter {
             })
     }
 
-    /// Call `found(keyword_id)` for keywords present in `data` until it
-    /// returns `false`.
-    fn for_each_present(&self, data: &[u8], mut found: impl FnMut(usize) -> bool) {
+    /// Call `found(keyword_id, start)` for occurrences of the keywords in
+    /// `data` (each keyword's first, and more while `found` says
+    /// [`Then::Again`]; the shift-or filter and the automaton report them
+    /// all) until it says [`Then::Stop`].
+    fn for_each_occurrence(&self, data: &[u8], mut found: impl FnMut(usize, usize) -> Then) {
         match self {
-            Self::Teddy(filter) => filter.for_each_present(data, found),
-            Self::ShiftOr(filter) => filter.for_each_present(data, found),
+            Self::Teddy(filter) => filter.for_each_occurrence(data, found),
+            Self::ShiftOr(filter) => filter.for_each_occurrence(data, found),
             Self::Automaton(automaton) => {
                 for hit in automaton.find_overlapping_iter(data) {
-                    if !found(hit.pattern().as_usize()) {
+                    if found(hit.pattern().as_usize(), hit.start()) == Then::Stop {
                         break;
                     }
                 }
@@ -883,6 +842,10 @@ mod tests {
             assert_eq!(candidates(b"x_ohne 3ohne"), [1]);
             // One occurrence at a word start is enough, whichever comes first.
             assert_eq!(candidates(b"wohne ohne"), [0, 1]);
+            // ... however many occurrences inside words come before it.
+            let late = format!("{} Ohne", "Einwohner wohnen ".repeat(40));
+            assert_eq!(candidates(late.as_bytes()), [0, 1]);
+            assert_eq!(candidates(&late.as_bytes()[..late.len() - 5]), [1]);
             assert_eq!(candidates(b"-xyz"), [2]);
             assert_eq!(candidates(b"axyz"), Vec::<usize>::new());
             assert_eq!(candidates(b"zabc"), [2]);
