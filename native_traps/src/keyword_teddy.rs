@@ -27,9 +27,9 @@
 //! the group can have a byte folding to `x` at position `k`. One `vpermb`
 //! looks up 64 input bytes at once, so 64 start positions are tested per
 //! step with one lookup per position and group (four for a short group,
-//! eight for the others) and three-input logic ops (`vpternlogq`) to AND
-//! and OR them: a position is flagged when, in some bucket, every byte from
-//! it is accepted. Only then are the input's next bytes looked up in an
+//! seven for a middle one, eight for a long one) and three-input logic ops
+//! (`vpternlogq`) to AND and OR them: a position is flagged when, in some
+//! bucket, every byte from it is accepted. Only then are the input's next bytes looked up in an
 //! index of the anchors, and the keywords whose anchor they are compared
 //! with the input, exactly and ASCII case-insensitively; each keyword is
 //! reported once per scan. (`vpermb` takes a 64-entry table; the two-table
@@ -58,6 +58,9 @@ use crate::text_model;
 const ANCHOR: usize = 8;
 /// Positions a short group looks up: anchors of up to four bytes.
 const SHORT: usize = 4;
+/// Positions a middle group looks up: anchors of five to seven bytes (an
+/// eighth lookup would accept every byte, since no anchor has one).
+const MIDDLE: usize = ANCHOR - 1;
 /// Anchor bytes the index is keyed on (fewer for shorter anchors).
 const KEY: usize = 4;
 /// Start positions tested per step.
@@ -82,7 +85,7 @@ const RATE_BIAS: f64 = 2.0;
 enum Class {
     /// One to four bytes: groups of four lookups.
     Short,
-    /// Five to seven bytes: groups of eight lookups, the last open.
+    /// Five to seven bytes: groups of seven lookups.
     Middle,
     /// Eight bytes.
     Long,
@@ -236,6 +239,7 @@ impl std::ops::DerefMut for Table {
 struct Plan<'k> {
     anchors: Vec<(usize, &'k [u8])>,
     short_groups: Vec<Group<SHORT>>,
+    middle_groups: Vec<Group<MIDDLE>>,
     long_groups: Vec<Group<ANCHOR>>,
     flag_rate: f64,
     cost: f64,
@@ -371,7 +375,9 @@ impl Seen {
 pub struct KeywordTeddy {
     /// The groups of short anchors (see [`Group`]).
     short_groups: Vec<Group<SHORT>>,
-    /// The groups of middle anchors, then those of long anchors.
+    /// The groups of middle anchors.
+    middle_groups: Vec<Group<MIDDLE>>,
+    /// The groups of long anchors.
     long_groups: Vec<Group<ANCHOR>>,
     /// Keywords whose anchor has four bytes or more, by the hash of the
     /// first four.
@@ -613,22 +619,25 @@ impl KeywordTeddy {
         };
         let [short, middle, long] = Class::ALL.map(of_class);
         let (short_groups, short_rate) = group_count::<SHORT>(&short, odds);
-        let (mut long_groups, middle_rate) = group_count::<ANCHOR>(&middle, odds);
-        let (long_only, long_rate) = group_count::<ANCHOR>(&long, odds);
-        long_groups.extend(long_only);
+        let (middle_groups, middle_rate) = group_count::<MIDDLE>(&middle, odds);
+        let (long_groups, long_rate) = group_count::<ANCHOR>(&long, odds);
         let flag_rate = short_rate + middle_rate + long_rate;
         // Input loads (each with its fold) cost about one lookup each.
-        let inputs = if long_groups.is_empty() {
+        let inputs = if middle_groups.is_empty() && long_groups.is_empty() {
             SHORT
         } else {
             ANCHOR
         };
-        let lookups = inputs + SHORT * short_groups.len() + ANCHOR * long_groups.len();
+        let lookups = inputs
+            + SHORT * short_groups.len()
+            + MIDDLE * middle_groups.len()
+            + ANCHOR * long_groups.len();
         #[allow(clippy::cast_precision_loss)] // small counts
         let cost = lookups as f64 * LOOKUP_CYCLES / BLOCK as f64 + flag_rate * FLAG_CYCLES;
         Plan {
             anchors,
             short_groups,
+            middle_groups,
             long_groups,
             flag_rate,
             cost,
@@ -653,6 +662,7 @@ impl KeywordTeddy {
         let Plan {
             anchors,
             short_groups,
+            middle_groups,
             long_groups,
             flag_rate,
             ..
@@ -695,6 +705,7 @@ impl KeywordTeddy {
         }
         Self {
             short_groups,
+            middle_groups,
             long_groups,
             full: Index::new(full),
             short: Index::new(short),
@@ -825,7 +836,7 @@ impl KeywordTeddy {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     unsafe fn scan_avx512(&self, data: &[u8], found: &mut impl FnMut(usize, usize) -> Then) {
-        if self.long_groups.is_empty() {
+        if self.middle_groups.is_empty() && self.long_groups.is_empty() {
             // SAFETY: as for this function.
             unsafe { self.scan_inputs::<SHORT>(data, found) }
         } else {
@@ -895,8 +906,8 @@ impl KeywordTeddy {
     #[inline]
     unsafe fn block<const INPUTS: usize>(&self, ptr: *const u8, mask: u64) -> u64 {
         use std::arch::x86_64::{
-            __m512i, _mm512_loadu_si512, _mm512_permutexvar_epi8, _mm512_set1_epi8,
-            _mm512_setzero_si512, _mm512_srli_epi16, _mm512_ternarylogic_epi64,
+            __m512i, _mm512_loadu_si512, _mm512_or_si512, _mm512_permutexvar_epi8,
+            _mm512_set1_epi8, _mm512_setzero_si512, _mm512_srli_epi16, _mm512_ternarylogic_epi64,
             _mm512_test_epi8_mask,
         };
         // fold(b) = (b & 0x1F) | ((b >> 1) & 0x20), as a bitwise select of
@@ -930,6 +941,22 @@ impl KeywordTeddy {
                 lookup(&group[2], 2),
             );
             any = _mm512_ternarylogic_epi64::<0xF8>(any, three, lookup(&group[3], 3));
+        }
+        for group in &self.middle_groups {
+            let three = _mm512_ternarylogic_epi64::<0x80>(
+                lookup(&group[0], 0),
+                lookup(&group[1], 1),
+                lookup(&group[2], 2),
+            );
+            let five = _mm512_ternarylogic_epi64::<0x80>(
+                three,
+                lookup(&group[3], 3),
+                lookup(&group[4], 4),
+            );
+            any = _mm512_or_si512(
+                any,
+                _mm512_ternarylogic_epi64::<0x80>(five, lookup(&group[5], 5), lookup(&group[6], 6)),
+            );
         }
         for group in &self.long_groups {
             let three = _mm512_ternarylogic_epi64::<0x80>(
@@ -1009,11 +1036,14 @@ mod tests {
             "x",
             "sk_live_",
             "tool_call",
+            "secret",
+            "apikey",
         ];
         for filter in [SHORT, ANCHOR].map(|width| KeywordTeddy::build_with(&keywords, &[width])) {
             let short = filter.short_groups.iter().flatten();
+            let middle = filter.middle_groups.iter().flatten();
             let long = filter.long_groups.iter().flatten();
-            let tables: Vec<&Table> = short.chain(long).collect();
+            let tables: Vec<&Table> = short.chain(middle).chain(long).collect();
             assert!(!tables.is_empty());
             for table in tables {
                 assert_eq!(std::ptr::from_ref(table) as usize % 64, 0);
@@ -1075,10 +1105,12 @@ mod tests {
             .collect();
         let filter = KeywordTeddy::new(&phrases).unwrap();
         assert!(filter.short_groups.is_empty() && !filter.long_groups.is_empty());
+        assert!(filter.middle_groups.is_empty());
         // Token prefixes with rare bytes: four bytes are rare enough.
         let prefixes: Vec<String> = (0..60).map(|i| format!("q{i:02}x_")).collect();
         let filter = KeywordTeddy::new(&prefixes).unwrap();
         assert!(!filter.short_groups.is_empty() && filter.long_groups.is_empty());
+        assert!(filter.middle_groups.is_empty());
     }
 
     #[test]
