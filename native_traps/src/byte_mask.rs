@@ -1,6 +1,7 @@
 //! Which bytes of a 64-byte block belong to a class, as a 64-bit mask
-//! (bit `j` for byte `j`), the masks of a whole body ([`masks`]), and where
-//! long runs of set bits start in such masks ([`run_starts`]).
+//! (bit `j` for byte `j`), the masks of a whole body ([`masks`]), where
+//! long runs of set bits start in such masks ([`run_starts`]), and whether
+//! two set bits lie close ([`close_pair`]).
 //!
 //! Where the CPU has AVX-512 BW (checked at run time), [`masks`] takes a
 //! block in one register: one subtraction and one unsigned comparison per
@@ -194,24 +195,61 @@ fn for_each_block(
     }
 }
 
+/// The shifts that, applied in turn as `x &= x >> step` (or `|=`), combine
+/// each bit with the `span` bits above it: each step doubles the width
+/// covered, the last only as far as needed. At most six, each 1 to 32, for
+/// a span below 64.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Steps {
+    steps: [u32; 6],
+    len: usize,
+}
+
+impl Steps {
+    /// The steps for `span` (below 64).
+    pub fn covering(span: usize) -> Self {
+        assert!(span < 64, "a span below 64 bits");
+        let mut steps = Self::default();
+        let mut covered = 0;
+        while covered < span {
+            let step = (covered + 1).min(span - covered);
+            // Lossless: at most 32.
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                steps.steps[steps.len] = step as u32;
+            }
+            steps.len += 1;
+            covered += step;
+        }
+        steps
+    }
+}
+
+impl std::ops::Deref for Steps {
+    type Target = [u32];
+
+    fn deref(&self) -> &[u32] {
+        &self.steps[..self.len]
+    }
+}
+
 /// Call `found(w, starts)`, in ascending `w`, for each word `w` below
 /// `masks.len() - 1` whose `starts` are not all zero: bit `p` of `starts`
-/// is set when bits `p ..= p + span` of the word and the next (taken as
-/// one 128-bit number) are all set, where `span` is the sum of `steps`,
-/// each from 1 to 32, that double the width covered each time (so `span`
-/// is below 64). With AVX-512 F, eight words per step; in text most words
-/// have no start, so the scalar work is only for the few that do.
-pub fn run_starts(masks: &[u64], steps: &[u32], mut found: impl FnMut(usize, u64)) {
-    debug_assert!(steps.iter().all(|&step| (1..=32).contains(&step)));
+/// is set when bits `p ..= p + span` (`span` below 64) of the word and the
+/// next, taken as one 128-bit number, are all set. With AVX-512 F, eight
+/// words per step; in text most words have no start, so the scalar work is
+/// only for the few that do.
+pub fn run_starts(masks: &[u64], span: usize, mut found: impl FnMut(usize, u64)) {
+    let steps = Steps::covering(span);
     let mut w = 0;
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512 F (checked just above).
-        w = unsafe { run_starts_avx512(masks, steps, &mut found) };
+        w = unsafe { run_starts_avx512(masks, &steps, &mut found) };
     }
     for (w, pair) in masks.windows(2).enumerate().skip(w) {
         let (mut low, mut high) = (pair[0], pair[1]);
-        for &step in steps {
+        for &step in steps.iter() {
             // Both shifts are below 64 (`step` is 1 to 32).
             low &= (low >> step) | (high << (64 - step));
             high &= high >> step;
@@ -226,34 +264,21 @@ pub fn run_starts(masks: &[u64], steps: &[u32], mut found: impl FnMut(usize, u64
 /// at most `gap` (below 63) unset bits between them. As [`run_starts`],
 /// eight words per step with AVX-512 F.
 pub fn close_pair(masks: &[u64], gap: usize) -> bool {
-    debug_assert!(gap < 63);
     // Bit `p` of `near`: a set bit at `p + 1 ..= p + gap + 1`, by ORs
     // that double the width covered each time.
-    let mut steps = [0u32; 6];
-    let (mut count, mut covered) = (0, 0);
-    while covered < gap {
-        let step = (covered + 1).min(gap - covered);
-        // Lossless: below 63.
-        #[allow(clippy::cast_possible_truncation)]
-        {
-            steps[count] = step as u32;
-        }
-        count += 1;
-        covered += step;
-    }
-    let steps = &steps[..count];
+    let steps = Steps::covering(gap);
     let mut w = 0;
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512 F (checked just above).
-        match unsafe { close_pair_avx512(masks, steps) } {
+        match unsafe { close_pair_avx512(masks, &steps) } {
             Ok(()) => return true,
             Err(next) => w = next,
         }
     }
     masks.windows(2).skip(w).any(|pair| {
         let (mut low, mut high) = ((pair[0] >> 1) | (pair[1] << 63), pair[1] >> 1);
-        for &step in steps {
+        for &step in steps.iter() {
             // Both shifts are below 64 (`step` is 1 to 32).
             low |= (low >> step) | (high << (64 - step));
             high |= high >> step;
@@ -262,7 +287,7 @@ pub fn close_pair(masks: &[u64], gap: usize) -> bool {
     }) || masks.last().is_some_and(|&last| {
         // The last word has no next one: zeros follow it.
         let mut near = last >> 1;
-        for &step in steps {
+        for &step in steps.iter() {
             near |= near >> step;
         }
         last & near != 0
@@ -277,7 +302,7 @@ pub fn close_pair(masks: &[u64], gap: usize) -> bool {
 /// The CPU must support AVX-512 F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn close_pair_avx512(masks: &[u64], steps: &[u32]) -> Result<(), usize> {
+unsafe fn close_pair_avx512(masks: &[u64], steps: &Steps) -> Result<(), usize> {
     use std::arch::x86_64::{
         _mm512_loadu_si512, _mm512_or_si512, _mm512_sll_epi64, _mm512_slli_epi64, _mm512_srl_epi64,
         _mm512_srli_epi64, _mm512_ternarylogic_epi64, _mm512_test_epi64_mask, _mm_cvtsi32_si128,
@@ -291,7 +316,7 @@ unsafe fn close_pair_avx512(masks: &[u64], steps: &[u32]) -> Result<(), usize> {
             _mm_cvtsi32_si128(64 - step as i32),
         )
     });
-    let counts = &counts[..steps.len().min(6)];
+    let counts = &counts[..steps.len()];
     let mut w = 0;
     while w + 9 <= masks.len() {
         // SAFETY: words `w .. w + 9` lie inside `masks` (the bound above).
@@ -329,7 +354,7 @@ unsafe fn close_pair_avx512(masks: &[u64], steps: &[u32]) -> Result<(), usize> {
 #[target_feature(enable = "avx512f")]
 unsafe fn run_starts_avx512(
     masks: &[u64],
-    steps: &[u32],
+    steps: &Steps,
     found: &mut impl FnMut(usize, u64),
 ) -> usize {
     use std::arch::x86_64::{
@@ -347,7 +372,7 @@ unsafe fn run_starts_avx512(
             _mm_cvtsi32_si128(64 - step as i32),
         )
     });
-    let counts = &counts[..steps.len().min(6)];
+    let counts = &counts[..steps.len()];
     let mut w = 0;
     let mut lanes = [0u64; 8];
     while w + 9 <= masks.len() {
@@ -576,7 +601,6 @@ mod tests {
             .map(|i| u8::try_from((i * 37 + i / 7) % 256).expect("a byte"))
             .collect();
         let ranges = [(b'0', b'9'), (b'A', b'Z'), (b' ', b' '), (9, 3)];
-        let except = [b'"', b','];
         for len in (0..=200).chain([255, 256, 257, 300]) {
             let data = &data[..len];
             let expected = |kept: &dyn Fn(u8) -> bool| -> Vec<u64> {
@@ -589,24 +613,39 @@ mod tests {
                     })
                     .collect()
             };
-            let mut out = vec![7];
-            masks(data, Class::InRanges(&ranges), &mut out);
-            let in_any = |b: u8| ranges.iter().any(|&(first, last)| first <= b && b <= last);
-            assert_eq!(out[1..], expected(&in_any), "len {len}");
-            assert_eq!(out[0], 7, "appended");
+            // Every number of ranges the vector path has a loop for, with
+            // an empty range among them.
+            for count in 0..=ranges.len() {
+                let ranges = &ranges[..count];
+                let mut out = vec![7];
+                masks(data, Class::InRanges(ranges), &mut out);
+                let in_any = |b: u8| ranges.iter().any(|&(first, last)| first <= b && b <= last);
+                assert_eq!(out[1..], expected(&in_any), "len {len}, {count} ranges");
+                assert_eq!(out[0], 7, "appended");
+            }
+            let four = [(b'0', b'9'), (b'A', b'Z'), (b' ', b' '), (b'a', b'a')];
+            let mut out = Vec::new();
+            masks(data, Class::InRanges(&four), &mut out);
+            let in_four = |b: u8| four.iter().any(|&(first, last)| first <= b && b <= last);
+            assert_eq!(out, expected(&in_four), "len {len}");
             // More ranges than the vector path keeps in registers.
             let many = [(0, 1), (5, 5), (b'a', b'f'), (0x80, 0x90), (0xfe, 0xff)];
             let mut out = Vec::new();
             masks(data, Class::InRanges(&many), &mut out);
             let in_five = |b: u8| many.iter().any(|&(first, last)| first <= b && b <= last);
             assert_eq!(out, expected(&in_five), "len {len}");
-            let mut out = Vec::new();
-            masks(data, Class::BelowOrHighExcept(b'0', &except), &mut out);
-            let kept = |b: u8| !(b'0'..0x80).contains(&b) && !except.contains(&b);
-            assert_eq!(out, expected(&kept), "len {len}");
-            let mut by_block = Vec::new();
-            masks_by_block(data, Class::BelowOrHighExcept(b'0', &except), &mut by_block);
-            assert_eq!(by_block, out);
+            // None to three excepted bytes (three go block by block).
+            let three = [b'"', b',', b'\x90'];
+            for count in 0..=three.len() {
+                let except = &three[..count];
+                let mut out = Vec::new();
+                masks(data, Class::BelowOrHighExcept(b'0', except), &mut out);
+                let kept = |b: u8| !(b'0'..0x80).contains(&b) && !except.contains(&b);
+                assert_eq!(out, expected(&kept), "len {len}, {count} excepted");
+                let mut by_block = Vec::new();
+                masks_by_block(data, Class::BelowOrHighExcept(b'0', except), &mut by_block);
+                assert_eq!(by_block, out);
+            }
         }
         assert_eq!(in_ranges(&[b'a'; 64], &[(b'0', b'9')]), 0);
     }
@@ -630,15 +669,8 @@ mod tests {
                     .collect();
                 let bit = |i: usize| masks.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 == 1);
                 for span in 0..64 {
-                    let mut steps = Vec::new();
-                    let mut covered = 0;
-                    while covered < span {
-                        let step = (covered + 1).min(span - covered);
-                        steps.push(u32::try_from(step).expect("below 64"));
-                        covered += step;
-                    }
                     let mut got = Vec::new();
-                    run_starts(&masks, &steps, |w, starts| got.push((w, starts)));
+                    run_starts(&masks, span, |w, starts| got.push((w, starts)));
                     let expected: Vec<(usize, u64)> = (0..len - 1)
                         .map(|w| {
                             let starts = (0..64).fold(0u64, |acc, p| {

@@ -969,7 +969,7 @@ const TIGHT_BYTES: ByteSet = ByteSet([
     u64::MAX,
 ]);
 
-/// The longest run [`long_runs`] looks for: a window of that many bytes
+/// The longest run [`long_runs_into`] looks for: a window of that many bytes
 /// from a start in one 64-byte word must fit in that word and the next.
 const LONG_RUN_MAX: usize = 64;
 
@@ -990,14 +990,7 @@ fn masks_into(data: &[u8], class: byte_mask::Class<'_>, masks: &mut Vec<u64>) {
     masks.push(0);
 }
 
-/// The maximal runs of set bits of `masks` (as from [`masks_into`]) that are
-/// at least `min_len` (1 to [`LONG_RUN_MAX`]) long, as `(start, end)`.
-///
-/// A run of `min_len` starts at bit `p` of a word when bits `p..p +
-/// min_len` of that word and the next are all set, which a few shifts and
-/// ands over the two words tell for all 64 starts at once, and for eight
-/// words at once with AVX-512 ([`byte_mask::run_starts`]). Only the words
-/// with such a start are looked at bit by bit.
+/// [`long_runs_into`] as a new vector.
 #[cfg(test)]
 fn long_runs(masks: &[u64], min_len: usize) -> Vec<(usize, usize)> {
     let mut runs = Vec::new();
@@ -1005,12 +998,19 @@ fn long_runs(masks: &[u64], min_len: usize) -> Vec<(usize, usize)> {
     runs
 }
 
-/// [`long_runs`] written to `runs` (cleared first).
+/// Write to `runs` (cleared first) the maximal runs of set bits of `masks`
+/// (as from [`masks_into`]) that are at least `min_len` (1 to
+/// [`LONG_RUN_MAX`]) long, as `(start, end)`.
+///
+/// A run of `min_len` starts at bit `p` of a word when bits `p..p +
+/// min_len` of that word and the next are all set, which a few shifts and
+/// ands over the two words tell for all 64 starts at once, and for eight
+/// words at once with AVX-512 ([`byte_mask::run_starts`]). Only the words
+/// with such a start are looked at bit by bit.
 fn long_runs_into(masks: &[u64], min_len: usize, runs: &mut Vec<(usize, usize)>) {
     debug_assert!((1..=LONG_RUN_MAX).contains(&min_len));
     runs.clear();
-    let steps = doubling_steps(min_len - 1);
-    byte_mask::run_starts(masks, &steps, |w, mut starts| {
+    byte_mask::run_starts(masks, min_len - 1, |w, mut starts| {
         // Starts inside a run found from an earlier word add nothing.
         if let Some(&(_, end)) = runs.last() {
             starts &= after(end, w);
@@ -1022,41 +1022,6 @@ fn long_runs_into(masks: &[u64], min_len: usize, runs: &mut Vec<(usize, usize)>)
             starts &= after(end, w);
         }
     });
-}
-
-/// Shifts that, applied in turn as `x &= x >> step` (or `|=`), combine
-/// each bit with the `span` bits above it: doubling the covered width each
-/// time, the last step only as far as needed.
-fn doubling_steps(span: usize) -> Steps {
-    debug_assert!(span < 64);
-    let mut steps = Steps::default();
-    let mut covered = 0;
-    while covered < span {
-        let step = (covered + 1).min(span - covered);
-        // Lossless: below 64.
-        #[allow(clippy::cast_possible_truncation)]
-        {
-            steps.steps[steps.len] = step as u32;
-        }
-        steps.len += 1;
-        covered += step;
-    }
-    steps
-}
-
-/// The steps of [`doubling_steps`]: at most six for a span below 64.
-#[derive(Debug, Default, Clone, Copy)]
-struct Steps {
-    steps: [u32; 6],
-    len: usize,
-}
-
-impl std::ops::Deref for Steps {
-    type Target = [u32];
-
-    fn deref(&self) -> &[u32] {
-        &self.steps[..self.len]
-    }
 }
 
 /// The maximal run of set bits of `masks` (which ends with a zero word)
@@ -1176,6 +1141,26 @@ pub struct DigitBuffers {
     spare_clusters: Vec<Vec<Cluster>>,
 }
 
+impl DigitBuffers {
+    /// The heap memory the buffers hold, in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let clusters: usize = self
+            .clusters
+            .iter()
+            .map(|(_, list)| list.capacity())
+            .sum::<usize>()
+            + self.spare_clusters.iter().map(Vec::capacity).sum::<usize>();
+        (self.masks.capacity() + self.spare_masks.iter().map(Vec::capacity).sum::<usize>())
+            * size_of::<u64>()
+            + (self.tight.capacity() + self.spare_runs.capacity()) * size_of::<(usize, usize)>()
+            + self.clusters.capacity() * size_of::<(ClusterKey, Vec<Cluster>)>()
+            + self.spare_clusters.capacity() * size_of::<Vec<Cluster>>()
+            + clusters * size_of::<Cluster>()
+            + self.positions.capacity() * size_of::<usize>()
+    }
+}
+
 impl<'a> Digits<'a> {
     /// Find the digits (bytes of `marker`) of `data`.
     #[cfg(test)]
@@ -1183,8 +1168,8 @@ impl<'a> Digits<'a> {
         Self::with_buffers(data, marker, DigitBuffers::default())
     }
 
-    /// [`Digits::new`] in the buffers of an earlier one (see
-    /// [`Digits::into_buffers`]).
+    /// Find the digits (bytes of `marker`) of `data`, in the buffers of an
+    /// earlier [`Digits`] (see [`Digits::into_buffers`]).
     pub fn with_buffers(data: &'a [u8], marker: Marker, buffers: DigitBuffers) -> Self {
         let DigitBuffers {
             mut masks,

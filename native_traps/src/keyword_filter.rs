@@ -493,6 +493,31 @@ pub(crate) mod test_support {
             .unwrap()
     }
 
+    /// Every occurrence of the automaton's keywords in `data`, as
+    /// `(keyword id, start)`, sorted.
+    pub(crate) fn occurrences(ac: &AhoCorasick, data: &[u8]) -> Vec<(usize, usize)> {
+        let mut out: Vec<(usize, usize)> = ac
+            .find_overlapping_iter(data)
+            .map(|m| (m.pattern().as_usize(), m.start()))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// What a filter's `for_each_occurrence` reports when every call asks
+    /// for the keyword's next occurrence too, sorted.
+    pub(crate) fn reported_occurrences(
+        scan: impl FnOnce(&mut dyn FnMut(usize, usize) -> super::Then),
+    ) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        scan(&mut |id, start| {
+            out.push((id, start));
+            super::Then::Again
+        });
+        out.sort_unstable();
+        out
+    }
+
     /// The ids of the automaton's keywords that occur in `data`.
     pub(crate) fn occurring(ac: &AhoCorasick, data: &[u8]) -> Vec<usize> {
         let mut out: Vec<usize> = ac
@@ -507,7 +532,7 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{automaton, occurring, reported};
+    use super::test_support::{automaton, occurrences, occurring, reported, reported_occurrences};
     use super::*;
 
     fn present(filter: &KeywordFilter, data: &[u8]) -> Vec<usize> {
@@ -562,6 +587,11 @@ mod tests {
             for _ in 0..20 {
                 let data = pick(len);
                 assert_eq!(present(&filter, &data), occurring(&ac, &data), "{data:?}");
+                // Every occurrence, where it starts (this filter reports
+                // each one whatever the answer).
+                let mut all = reported_occurrences(|f| filter.for_each_occurrence(&data, f));
+                all.dedup();
+                assert_eq!(all, occurrences(&ac, &data), "{data:?}");
             }
         }
     }

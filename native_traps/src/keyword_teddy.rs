@@ -29,10 +29,12 @@
 //! step with one lookup per position and group (four for a short group,
 //! seven for a middle one, eight for a long one) and three-input logic ops
 //! (`vpternlogq`) to AND and OR them: a position is flagged when, in some
-//! bucket, every byte from it is accepted. Only then are the input's next bytes looked up in an
-//! index of the anchors, and the keywords whose anchor they are compared
-//! with the input, exactly and ASCII case-insensitively; each keyword is
-//! reported once per scan. (`vpermb` takes a 64-entry table; the two-table
+//! bucket, every byte from it is accepted. Only then are the input's next
+//! bytes looked up in an index of the anchors, and the keywords whose
+//! anchor they are compared with the input, exactly and ASCII
+//! case-insensitively; each keyword is reported at its first occurrence,
+//! and at later ones only while the caller asks for them
+//! ([`Then::Again`]). (`vpermb` takes a 64-entry table; the two-table
 //! `vpermt2b` with 128 entries, which would spare the fold, measured 1.8x
 //! slower here.)
 //!
@@ -44,7 +46,7 @@
 //! alarm. The unit tests compare it with Aho-Corasick on random keyword sets
 //! (on a CPU without VBMI they have nothing to run and say so).
 //!
-//! This module and `byte_mask.rs` (SSE2) hold the crate's only
+//! This module and `byte_mask.rs` (SSE2 and AVX-512) hold the crate's only
 //! `unsafe` code; here it is the AVX-512 intrinsics
 //! and unaligned vector loads. Every load reads 64 bytes that lie inside
 //! the slice it comes from (the bounds are checked before the loop), and the
@@ -329,7 +331,9 @@ fn lowered_word(data: &[u8], at: usize) -> u64 {
 
 /// What one scan has already reported, so that a body repeating a keyword's
 /// anchor (`aaaa...` against a keyword of `a`s, flagged at every byte)
-/// costs a comparison of eight bytes per position, not a keyword comparison.
+/// costs a comparison of eight bytes per position, not a keyword comparison
+/// (a keyword the caller asked to see again, [`Then::Again`], is compared
+/// at each occurrence until the caller is done with it).
 #[derive(Debug, Default)]
 struct Seen {
     /// One bit per keyword id, the first [`SEEN_INLINE`] on the stack (no
@@ -764,8 +768,9 @@ impl KeywordTeddy {
     /// For each flagged position of one block (bit `p` of `positions`:
     /// position `base + p` of `data`): look the input's next bytes up in the
     /// anchor index and compare the keywords whose anchor they are with the
-    /// input. `false` when `found` asked to stop. A keyword is reported once
-    /// per scan (see [`Seen`]).
+    /// input. `false` when `found` asked to stop. A keyword is reported
+    /// once per scan unless `found` asked for its next occurrences too (see
+    /// [`Seen`]).
     fn confirm(
         &self,
         data: &[u8],
@@ -980,7 +985,9 @@ impl KeywordTeddy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyword_filter::test_support::{automaton, occurring, reported};
+    use crate::keyword_filter::test_support::{
+        automaton, occurrences, occurring, reported, reported_occurrences,
+    };
 
     fn present(filter: &KeywordTeddy, data: &[u8]) -> Vec<usize> {
         reported(|found| filter.for_each_present(data, found))
@@ -1220,6 +1227,15 @@ mod tests {
                             expected(&keywords, &data),
                             "{count} keywords, {data:?}"
                         );
+                        // Asked for every next occurrence, the filter
+                        // reports each one once, where it starts.
+                        if count <= 300 {
+                            assert_eq!(
+                                reported_occurrences(|f| filter.for_each_occurrence(&data, f)),
+                                occurrences(&automaton(&keywords), &data),
+                                "{count} keywords, {data:?}"
+                            );
+                        }
                     }
                 }
             }

@@ -261,7 +261,7 @@ impl RegexTrap {
             // Every keyword present is reported, including one that starts
             // inside another (e.g. `ant-` inside `sk-ant-`).
             prefilter.for_each_occurrence(data, |keyword, start| {
-                let mut select = |owners: &[usize]| {
+                let mut select = |selected: &mut Vec<u64>, owners: &[usize]| {
                     for &index in owners {
                         let (word, bit) = (&mut selected[index / 64], 1 << (index % 64));
                         if *word & bit == 0 {
@@ -270,13 +270,17 @@ impl RegexTrap {
                         }
                     }
                 };
-                select(&self.keyword_owners[keyword]);
+                select(selected, &self.keyword_owners[keyword]);
                 // A word-start keyword's owners wait for an occurrence at
-                // the start of a word: until then, the filter reports the
+                // the start of a word: until then (unless another keyword
+                // selected them all already), the filter reports the
                 // keyword's next occurrences too.
                 let waiting = &self.word_start_owners[keyword];
-                let then = if waiting.is_empty() || starts_a_word(data, start) {
-                    select(waiting);
+                let chosen = |i: &usize| selected[i / 64] & (1 << (i % 64)) != 0;
+                let then = if waiting.iter().all(chosen) {
+                    Then::Next
+                } else if starts_a_word(data, start) {
+                    select(selected, waiting);
                     Then::Next
                 } else {
                     Then::Again
@@ -304,13 +308,25 @@ impl RegexTrap {
     /// duplicates removed. Overlapping findings from different rules are all
     /// kept; merging spans is the caller's policy.
     pub fn scan(&self, data: &[u8]) -> Vec<Finding> {
+        let fresh = || self.scan_with(data, &mut Scratch::default());
         if data.len() > SCRATCH_BODY_MAX {
-            return self.scan_with(data, &mut Scratch::default());
+            return fresh();
         }
-        SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => self.scan_with(data, &mut scratch),
-            Err(_) => self.scan_with(data, &mut Scratch::default()),
-        })
+        // Fresh buffers too if the thread's are borrowed (no scan calls
+        // another today) or already destroyed (a scan while the thread
+        // exits).
+        SCRATCH
+            .try_with(|cell| match cell.try_borrow_mut() {
+                Ok(mut scratch) => {
+                    let findings = self.scan_with(data, &mut scratch);
+                    if scratch.heap_bytes() > SCRATCH_KEEP_MAX {
+                        *scratch = Scratch::default();
+                    }
+                    findings
+                }
+                Err(_) => fresh(),
+            })
+            .unwrap_or_else(|_| fresh())
     }
 
     /// [`RegexTrap::scan`] with the buffers of `scratch`.
@@ -402,10 +418,14 @@ impl RegexTrap {
     }
 }
 
-/// The largest body whose scan keeps its buffers for the next scan on the
-/// same thread: larger ones are rare, allocate their own, and would leave
-/// a thread holding their buffers' memory.
+/// The largest body whose scan uses the thread's buffers: larger ones are
+/// rare and allocate their own.
 const SCRATCH_BODY_MAX: usize = 256 * 1024;
+
+/// The most heap memory a thread's buffers keep between scans: a body up to
+/// [`SCRATCH_BODY_MAX`] full of digits grows them to a few MiB (eight bytes
+/// per digit position), and those are dropped after its scan.
+const SCRATCH_KEEP_MAX: usize = 1 << 20;
 
 /// The buffers a scan needs only while it runs, kept per thread (see
 /// [`SCRATCH`]) so that the next scan reuses them: a scan of a 4 KiB body
@@ -418,6 +438,22 @@ struct Scratch {
     all_windows: Vec<Range<usize>>,
     searches: Vec<(usize, Search)>,
     digit_buffers: [DigitBuffers; Marker::ALL.len()],
+}
+
+impl Scratch {
+    /// The heap memory the buffers hold, in bytes.
+    fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.selected.capacity() * size_of::<u64>()
+            + self.candidates.capacity() * size_of::<usize>()
+            + (self.windows.capacity() + self.all_windows.capacity()) * size_of::<Range<usize>>()
+            + self.searches.capacity() * size_of::<(usize, Search)>()
+            + self
+                .digit_buffers
+                .iter()
+                .map(DigitBuffers::heap_bytes)
+                .sum::<usize>()
+    }
 }
 
 thread_local! {
@@ -820,8 +856,11 @@ mod tests {
 
     #[test]
     fn word_start_keyword_counts_only_at_a_word_start() {
-        for simd in [true, false] {
-            let trap = RegexTrap::compile_with(
+        // The SIMD filter (where the CPU has it), the shift-or filter, and
+        // the automaton (put in place of the latter: these keywords never
+        // make it the choice).
+        for (simd, automaton) in [(true, false), (false, false), (false, true)] {
+            let mut trap = RegexTrap::compile_with(
                 vec![
                     RuleSpec::new("start", "c", Severity::Notice, "(?i)ohne")
                         .with_keywords(["\\bohne"]),
@@ -834,6 +873,17 @@ mod tests {
                 CompileOptions { simd },
             )
             .unwrap();
+            if automaton {
+                // The filter's keyword ids, in order of first appearance.
+                let keywords = ["ohne", "xyz", "abc", "é-é"];
+                let built = AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .build(keywords)
+                    .unwrap();
+                trap.prefilter = Some(Prefilter::Automaton(built));
+                assert_eq!(trap.prefilter_name(), "aho-corasick");
+            }
+            let trap = trap;
             let candidates = |data: &[u8]| trap.candidate_rules(data);
             assert_eq!(candidates(b"KI ohne Filter"), [0, 1], "{simd}");
             assert_eq!(candidates(b"OHNE Filter"), [0, 1]);

@@ -134,7 +134,7 @@ def test_new_pack_rules_are_documented_and_keyed(name: str) -> None:
         assert examples["no_match"], f"{rule_id} has no negative example"
         for keyword in rule.get("keywords", []):
             assert keyword == keyword.lower(), f"{rule_id}: keyword {keyword!r} not lowercase"
-            assert len(keyword) >= 2 or keyword in "@+", f"{rule_id}: keyword {keyword!r} too short"
+            assert len(keyword) >= 2 or keyword == "@", f"{rule_id}: keyword {keyword!r} too short"
 
 
 def test_secrets_pack_shape() -> None:

@@ -66,7 +66,7 @@ pub struct NormalizeOptions {
     /// printable ASCII value, such as an SSN or a phone number (default 12;
     /// at most `min_blob_len` takes effect).
     pub min_text_blob_len: usize,
-    /// Decompression bounds (used by [`decompress`], not by `build`).
+    /// Decompression bounds (used by [`decompress()`], not by `build`).
     pub decompress: DecompressLimits,
 }
 
