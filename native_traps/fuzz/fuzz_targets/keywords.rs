@@ -2,10 +2,11 @@
 //! first byte picks how many keywords to cut from the next bytes (1-32
 //! keywords of 1-12 bytes); the rest is the haystack. The shift-or filter
 //! and, where the CPU has AVX-512 VBMI, the Teddy-style filter must report
-//! exactly the keywords the automaton finds.
+//! exactly the keywords the automaton finds, and, asked for every next
+//! occurrence, exactly its occurrences and where they start.
 #![no_main]
 
-use _native_traps::keyword_filter::KeywordFilter;
+use _native_traps::keyword_filter::{KeywordFilter, Then};
 use _native_traps::keyword_teddy::KeywordTeddy;
 use aho_corasick::AhoCorasick;
 use libfuzzer_sys::fuzz_target;
@@ -18,6 +19,16 @@ fn present(mut scan: impl FnMut(&mut dyn FnMut(usize) -> bool)) -> Vec<usize> {
     });
     out.sort_unstable();
     out.dedup();
+    out
+}
+
+fn occurrences(mut scan: impl FnMut(&mut dyn FnMut(usize, usize) -> Then)) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    scan(&mut |id, start| {
+        out.push((id, start));
+        Then::Again
+    });
+    out.sort_unstable();
     out
 }
 
@@ -45,6 +56,11 @@ fuzz_target!(|data: &[u8]| {
         .ascii_case_insensitive(true)
         .build(&keywords)
         .expect("automaton");
+    let mut expected_at: Vec<(usize, usize)> = ac
+        .find_overlapping_iter(haystack)
+        .map(|m| (m.pattern().as_usize(), m.start()))
+        .collect();
+    expected_at.sort_unstable();
     let mut expected: Vec<usize> = ac
         .find_overlapping_iter(haystack)
         .map(|m| m.pattern().as_usize())
@@ -57,7 +73,14 @@ fuzz_target!(|data: &[u8]| {
         present(|f| shift_or.for_each_present(haystack, f)),
         expected
     );
+    let mut shift_or_at = occurrences(|f| shift_or.for_each_occurrence(haystack, f));
+    shift_or_at.dedup();
+    assert_eq!(shift_or_at, expected_at);
     if let Some(teddy) = KeywordTeddy::new(&keywords) {
         assert_eq!(present(|f| teddy.for_each_present(haystack, f)), expected);
+        assert_eq!(
+            occurrences(|f| teddy.for_each_occurrence(haystack, f)),
+            expected_at
+        );
     }
 });
