@@ -1,8 +1,10 @@
 //! Differential: digit windows against a search of the whole body. The
-//! digit-shaped patterns of the built-in `pii` pack (no validators, so raw
-//! matches are compared), with and without their batch, scan the input;
-//! the findings must be exactly those of each candidate rule's
-//! `regex::bytes::Regex` over the whole input (the engine before windows).
+//! patterns of the built-in `pii`, `secrets` and `injection` packs (no
+//! keywords and no validators, so every rule runs and raw matches are
+//! compared; the digit-shaped ones search windows), with and without their
+//! batches, scan the input; the findings must be exactly those of each
+//! rule's `regex::bytes::Regex` over the whole input (the engine before
+//! windows).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -11,14 +13,19 @@ use _native_traps::{Finding, RegexTrap, RuleSpec, Severity};
 use libfuzzer_sys::fuzz_target;
 use regex::bytes::{Regex, RegexBuilder};
 
-/// The pack's rules, read from its `- id:`, `pattern:` (single-quoted),
+/// The packs' rules, read from their `- id:`, `pattern:` (single-quoted),
 /// `case_insensitive:` and `batch:` lines.
-fn pii_rules() -> Vec<RuleSpec> {
-    let yaml = include_str!("../../../ext_proc/rules/pii.yaml");
+fn pack_rules() -> Vec<RuleSpec> {
+    let yaml = [
+        include_str!("../../../ext_proc/rules/pii.yaml"),
+        include_str!("../../../ext_proc/rules/secrets.yaml"),
+        include_str!("../../../ext_proc/rules/injection.yaml"),
+    ]
+    .join("\n");
     let mut rules: Vec<RuleSpec> = Vec::new();
     for line in yaml.lines().map(str::trim) {
         if let Some(id) = line.strip_prefix("- id: ") {
-            rules.push(RuleSpec::new(id, "pii", Severity::Notice, ""));
+            rules.push(RuleSpec::new(id, "builtin", Severity::Notice, ""));
         } else if let Some(pattern) = line.strip_prefix("pattern: ") {
             let inner = &pattern[1..pattern.len() - 1];
             rules.last_mut().expect("a rule").pattern = inner.replace("''", "'");
@@ -39,7 +46,7 @@ struct Case {
 fn cases() -> &'static [Case; 2] {
     static CASES: OnceLock<[Case; 2]> = OnceLock::new();
     CASES.get_or_init(|| {
-        let batched = pii_rules();
+        let batched = pack_rules();
         let unbatched = batched
             .iter()
             .cloned()
@@ -56,7 +63,7 @@ fn cases() -> &'static [Case; 2] {
                 })
                 .collect();
             Case {
-                trap: RegexTrap::compile(rules).expect("pii pack"),
+                trap: RegexTrap::compile(rules).expect("built-in packs"),
                 regexes,
             }
         })
