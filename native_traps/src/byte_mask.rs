@@ -294,6 +294,26 @@ pub fn close_pair(masks: &[u64], gap: usize) -> bool {
     })
 }
 
+/// Each of `steps` as the two shift counts the vector shifts take (in the
+/// low 64 bits of a vector): `step` and `64 - step`. Six slots, the unused
+/// ones never read.
+#[cfg(target_arch = "x86_64")]
+fn shift_counts(steps: &Steps) -> [(std::arch::x86_64::__m128i, std::arch::x86_64::__m128i); 6] {
+    use std::arch::x86_64::_mm_cvtsi32_si128;
+    std::array::from_fn(|i| {
+        let step = steps.get(i).copied().unwrap_or(1);
+        // Lossless: 1 to 32.
+        #[allow(clippy::cast_possible_wrap)]
+        // SAFETY: SSE2 is part of every x86-64 CPU.
+        unsafe {
+            (
+                _mm_cvtsi32_si128(step as i32),
+                _mm_cvtsi32_si128(64 - step as i32),
+            )
+        }
+    })
+}
+
 /// [`close_pair`] for the words in blocks of eight that have their next
 /// word in `masks`: `Ok` when a pair was found, else the first word it did
 /// not look at.
@@ -305,17 +325,9 @@ pub fn close_pair(masks: &[u64], gap: usize) -> bool {
 unsafe fn close_pair_avx512(masks: &[u64], steps: &Steps) -> Result<(), usize> {
     use std::arch::x86_64::{
         _mm512_loadu_si512, _mm512_or_si512, _mm512_sll_epi64, _mm512_slli_epi64, _mm512_srl_epi64,
-        _mm512_srli_epi64, _mm512_ternarylogic_epi64, _mm512_test_epi64_mask, _mm_cvtsi32_si128,
+        _mm512_srli_epi64, _mm512_ternarylogic_epi64, _mm512_test_epi64_mask,
     };
-    let counts: [_; 6] = std::array::from_fn(|i| {
-        let step = steps.get(i).copied().unwrap_or(1);
-        // Lossless: 1 to 32.
-        #[allow(clippy::cast_possible_wrap)]
-        (
-            _mm_cvtsi32_si128(step as i32),
-            _mm_cvtsi32_si128(64 - step as i32),
-        )
-    });
+    let counts = shift_counts(steps);
     let counts = &counts[..steps.len()];
     let mut w = 0;
     while w + 9 <= masks.len() {
@@ -359,19 +371,9 @@ unsafe fn run_starts_avx512(
 ) -> usize {
     use std::arch::x86_64::{
         _mm512_and_si512, _mm512_loadu_si512, _mm512_sll_epi64, _mm512_srl_epi64,
-        _mm512_storeu_si512, _mm512_ternarylogic_epi64, _mm512_test_epi64_mask, _mm_cvtsi32_si128,
+        _mm512_storeu_si512, _mm512_ternarylogic_epi64, _mm512_test_epi64_mask,
     };
-    // Each step as the two shift counts (in the low 64 bits of a vector);
-    // at most six steps cover a span below 64.
-    let counts: [_; 6] = std::array::from_fn(|i| {
-        let step = steps.get(i).copied().unwrap_or(1);
-        // Lossless: 1 to 32.
-        #[allow(clippy::cast_possible_wrap)]
-        (
-            _mm_cvtsi32_si128(step as i32),
-            _mm_cvtsi32_si128(64 - step as i32),
-        )
-    });
+    let counts = shift_counts(steps);
     let counts = &counts[..steps.len()];
     let mut w = 0;
     let mut lanes = [0u64; 8];
@@ -650,18 +652,22 @@ mod tests {
         assert_eq!(in_ranges(&[b'a'; 64], &[(b'0', b'9')]), 0);
     }
 
+    /// A small deterministic generator (xorshift) of 64-bit words.
+    fn words(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     #[test]
     fn run_starts_agree_with_the_bitwise_definition() {
         // Masks of every length around the blocks of eight words, from
         // sparse to dense, and every span the digit windows can ask for;
         // on a CPU with AVX-512 F this is mostly the vector path.
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = words(0x9E37_79B9_7F4A_7C15);
         for len in 1..=27 {
             for density in 0..4 {
                 let masks: Vec<u64> = (0..len)
@@ -689,13 +695,7 @@ mod tests {
 
     #[test]
     fn close_pairs_agree_with_the_bitwise_definition() {
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = words(0x2545_F491_4F6C_DD1D);
         for len in 0..=27 {
             for sparse in 3..9 {
                 // About one bit in 2^sparse set.

@@ -310,7 +310,7 @@ impl DigitShape {
         // in ascending order, so the next one either lies in it or in a
         // later run, and each byte of the body is walked at most once.
         let mut run: Option<(usize, usize)> = None;
-        for &[first, kth, kth_last, last] in &digits.clusters[clusters].1 {
+        for &[first, kth, kth_last, last] in &digits.buf.clusters[clusters].1 {
             let mut start = match (self.lead, self.max_len) {
                 (Some(lead), Some(max_len)) => first
                     .saturating_sub(lead)
@@ -1107,13 +1107,22 @@ type ClusterKey = (Option<usize>, ByteSet, usize, usize, Narrowing, usize);
 pub struct Digits<'a> {
     /// The body.
     data: &'a [u8],
-    /// The marker bytes, as from [`masks_into`].
-    masks: Vec<u64>,
     /// The shortest runs of the tight mask that are kept (see
     /// [`Digits::with_tight_min`]).
     tight_min: usize,
-    /// Whether `tight` holds the runs of the tight mask yet.
+    /// Whether `buf.tight` holds the runs of the tight mask yet.
     tight_known: bool,
+    /// The masks, runs, clusters and scratch space.
+    buf: DigitBuffers,
+}
+
+/// The heap buffers of a [`Digits`], empty, to build the next one with
+/// ([`Digits::with_buffers`]): scans on one thread reuse them instead of
+/// allocating a dozen vectors per body.
+#[derive(Debug, Default)]
+pub struct DigitBuffers {
+    /// The marker bytes, as from [`masks_into`].
+    masks: Vec<u64>,
     /// The runs of the tight mask at least `tight_min` long, once computed.
     tight: Vec<(usize, usize)>,
     /// The clusters computed so far.
@@ -1122,20 +1131,6 @@ pub struct Digits<'a> {
     positions: Vec<usize>,
     /// Scratch space for the masks and runs a computation needs only
     /// while it runs, and emptied cluster lists to fill again.
-    spare_masks: [Vec<u64>; 2],
-    spare_runs: Vec<(usize, usize)>,
-    spare_clusters: Vec<Vec<Cluster>>,
-}
-
-/// The heap buffers of a [`Digits`], empty, to build the next one with
-/// ([`Digits::with_buffers`]): scans on one thread reuse them instead of
-/// allocating a dozen vectors per body.
-#[derive(Debug, Default)]
-pub struct DigitBuffers {
-    masks: Vec<u64>,
-    tight: Vec<(usize, usize)>,
-    clusters: Vec<(ClusterKey, Vec<Cluster>)>,
-    positions: Vec<usize>,
     spare_masks: [Vec<u64>; 2],
     spare_runs: Vec<(usize, usize)>,
     spare_clusters: Vec<Vec<Cluster>>,
@@ -1170,65 +1165,34 @@ impl<'a> Digits<'a> {
 
     /// Find the digits (bytes of `marker`) of `data`, in the buffers of an
     /// earlier [`Digits`] (see [`Digits::into_buffers`]).
-    pub fn with_buffers(data: &'a [u8], marker: Marker, buffers: DigitBuffers) -> Self {
-        let DigitBuffers {
-            mut masks,
-            tight,
-            clusters,
-            positions,
-            spare_masks,
-            spare_runs,
-            spare_clusters,
-        } = buffers;
+    pub fn with_buffers(data: &'a [u8], marker: Marker, mut buf: DigitBuffers) -> Self {
         let (first, last) = marker.range();
         masks_into(
             data,
             byte_mask::Class::InRanges(&[(first, last)]),
-            &mut masks,
+            &mut buf.masks,
         );
         Self {
             data,
-            masks,
             tight_min: TIGHT_RUN_MIN,
             tight_known: false,
-            tight,
-            clusters,
-            positions,
-            spare_masks,
-            spare_runs,
-            spare_clusters,
+            buf,
         }
     }
 
     /// The buffers, emptied, for the next [`Digits::with_buffers`].
     pub fn into_buffers(self) -> DigitBuffers {
-        let Self {
-            mut masks,
-            mut tight,
-            mut clusters,
-            mut positions,
-            spare_masks,
-            mut spare_runs,
-            mut spare_clusters,
-            ..
-        } = self;
-        masks.clear();
-        tight.clear();
-        positions.clear();
-        spare_runs.clear();
-        spare_clusters.extend(clusters.drain(..).map(|(_, mut list)| {
+        let mut buf = self.buf;
+        buf.masks.clear();
+        buf.tight.clear();
+        buf.positions.clear();
+        buf.spare_runs.clear();
+        let lists = buf.clusters.drain(..).map(|(_, mut list)| {
             list.clear();
             list
-        }));
-        DigitBuffers {
-            masks,
-            tight,
-            clusters,
-            positions,
-            spare_masks,
-            spare_runs,
-            spare_clusters,
-        }
+        });
+        buf.spare_clusters.extend(lists);
+        buf
     }
 
     /// Keep only the runs of the tight mask at least `min` long (clamped to
@@ -1249,7 +1213,7 @@ impl<'a> Digits<'a> {
     /// the runs of tight separator bytes right after a digit.
     fn tight_runs(&mut self) -> &[(usize, usize)] {
         if !self.tight_known {
-            let [separators, tight] = &mut self.spare_masks;
+            let [separators, tight] = &mut self.buf.spare_masks;
             masks_into(
                 self.data,
                 byte_mask::Class::BelowOrHighExcept(TIGHT_BELOW, &TIGHT_EXCEPT),
@@ -1260,26 +1224,23 @@ impl<'a> Digits<'a> {
             // they are separators, plus the digits.
             let (mut shifted, mut carry) = (0, 0);
             tight.clear();
-            tight.extend(
-                self.masks
-                    .iter()
-                    .zip(separators.iter())
-                    .map(|(&digit, &separator)| {
-                        let next = (digit << 1) | shifted;
-                        shifted = digit >> 63;
-                        let reach = match_star(next, separator, &mut carry);
-                        digit | (reach & separator)
-                    }),
-            );
-            long_runs_into(tight, self.tight_min, &mut self.tight);
+            tight.extend(self.buf.masks.iter().zip(separators.iter()).map(
+                |(&digit, &separator)| {
+                    let next = (digit << 1) | shifted;
+                    shifted = digit >> 63;
+                    let reach = match_star(next, separator, &mut carry);
+                    digit | (reach & separator)
+                },
+            ));
+            long_runs_into(tight, self.tight_min, &mut self.buf.tight);
             self.tight_known = true;
         }
-        &self.tight
+        &self.buf.tight
     }
 
     /// Whether two digits have at most `gap` (below 63) bytes between them.
     fn close_pairs(&self, gap: usize) -> bool {
-        byte_mask::close_pair(&self.masks, gap)
+        byte_mask::close_pair(&self.buf.masks, gap)
     }
 
     /// The number of digits in `start..end`.
@@ -1288,7 +1249,7 @@ impl<'a> Digits<'a> {
             return 0;
         }
         (start >> 6..=(end - 1) >> 6)
-            .map(|w| (self.masks[w] & after(start, w) & !after(end, w)).count_ones() as usize)
+            .map(|w| (self.buf.masks[w] & after(start, w) & !after(end, w)).count_ones() as usize)
             .sum()
     }
 
@@ -1299,7 +1260,7 @@ impl<'a> Digits<'a> {
             return;
         }
         for w in start >> 6..=(end - 1) >> 6 {
-            let mut bits = self.masks[w] & after(start, w) & !after(end, w);
+            let mut bits = self.buf.masks[w] & after(start, w) & !after(end, w);
             while bits != 0 {
                 // Lossless: at most 63.
                 out.push(64 * w + bits.trailing_zeros() as usize);
@@ -1308,29 +1269,34 @@ impl<'a> Digits<'a> {
         }
     }
 
-    /// The index in `self.clusters` of the clusters of `shape` (those with
+    /// The index in `self.buf.clusters` of the clusters of `shape` (those with
     /// at least `k` digits, consecutive ones at most `G` bytes apart with
     /// only its gap bytes between), computed now if needed.
     fn clusters(&mut self, shape: &DigitShape) -> usize {
         let (gap, between, k) = (shape.gap, shape.gap_bytes, shape.min_digits);
         let inner = shape.min_inner;
         let key = (gap, between, k, inner, shape.narrowing, shape.min_len);
-        if let Some(at) = self.clusters.iter().position(|(known, _)| *known == key) {
+        if let Some(at) = self
+            .buf
+            .clusters
+            .iter()
+            .position(|(known, _)| *known == key)
+        {
             return at;
         }
-        let mut pos = std::mem::take(&mut self.positions);
-        let mut span_runs = std::mem::take(&mut self.spare_runs);
+        let mut pos = std::mem::take(&mut self.buf.positions);
+        let mut span_runs = std::mem::take(&mut self.buf.spare_runs);
         let whole;
-        let regions: &[(usize, usize)] = if self.masks.iter().all(|&m| m == 0) {
+        let regions: &[(usize, usize)] = if self.buf.masks.iter().all(|&m| m == 0) {
             &[]
         } else {
             match shape.narrowing {
                 Narrowing::Tight => {
                     self.tight_runs();
-                    &self.tight
+                    &self.buf.tight
                 }
                 Narrowing::Span(ranges) => {
-                    let span = &mut self.spare_masks[0];
+                    let span = &mut self.buf.spare_masks[0];
                     masks_into(self.data, byte_mask::Class::InRanges(&ranges), span);
                     long_runs_into(span, shape.min_len, &mut span_runs);
                     &span_runs
@@ -1343,7 +1309,7 @@ impl<'a> Digits<'a> {
             }
         };
         let shortest = shape.tight_run_min().unwrap_or(0);
-        let mut found = self.spare_clusters.pop().unwrap_or_default();
+        let mut found = self.buf.spare_clusters.pop().unwrap_or_default();
         for &(start, end) in regions {
             // A cluster lies in its region: a tight run shorter than
             // `k + I` bytes (the tight runs are kept from the shortest any
@@ -1377,10 +1343,10 @@ impl<'a> Digits<'a> {
             }
         }
         span_runs.clear();
-        self.spare_runs = span_runs;
-        self.positions = pos;
-        self.clusters.push((key, found));
-        self.clusters.len() - 1
+        self.buf.spare_runs = span_runs;
+        self.buf.positions = pos;
+        self.buf.clusters.push((key, found));
+        self.buf.clusters.len() - 1
     }
 }
 
@@ -1739,7 +1705,7 @@ mod tests {
         // Each cluster as the positions of its first and last digit.
         let spans = |digits: &mut Digits, gap| {
             let at = digits.clusters(&bounds(1, None, [None, None, gap]));
-            digits.clusters[at]
+            digits.buf.clusters[at]
                 .1
                 .iter()
                 .map(|c| (c[0], c[3]))
@@ -1754,8 +1720,8 @@ mod tests {
         assert_eq!(spans(&mut digits, Some(1)), [(10, 13), (20, 20), (80, 80)]);
         // Each is computed once.
         assert_eq!(spans(&mut digits, Some(6)), [(10, 20), (80, 80)]);
-        assert_eq!(digits.clusters.len(), 4);
-        assert!(Digits::new(b"none", Marker::Digit).clusters.is_empty());
+        assert_eq!(digits.buf.clusters.len(), 4);
+        assert!(Digits::new(b"none", Marker::Digit).buf.clusters.is_empty());
         let mut empty = Digits::new(b"none", Marker::Digit);
         assert_eq!(spans(&mut empty, Some(3)), []);
     }

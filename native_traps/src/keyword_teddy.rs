@@ -488,8 +488,9 @@ const COMMON_PENALTY: u32 = 64;
 /// Each keyword's anchor (keywords ASCII-lowercased): the whole keyword
 /// when it has at most `width` bytes, else the `width` consecutive bytes
 /// least likely in text by [`window_cost`], with its offset. Every keyword
-/// whose anchor occurs is compared, so an anchor that several keywords share (`you ` in `you were told`,
-/// `you were sent`, ...) costs one comparison per sharer: a second round
+/// whose anchor occurs is compared, so an anchor that several keywords
+/// share (`you ` in `you were told`, `you were sent`, ...) costs one
+/// comparison per sharer: a second round
 /// moves each keyword to the window that is best once that is charged
 /// (one bit per doubling of the sharers). Ties go to the last window.
 fn choose_anchors(keywords: &[Vec<u8>], width: usize) -> Vec<(usize, &[u8])> {
@@ -947,33 +948,24 @@ impl KeywordTeddy {
             );
             any = _mm512_ternarylogic_epi64::<0xF8>(any, three, lookup(&group[3], 3));
         }
-        for group in &self.middle_groups {
+        // The AND of the first five lookups of a middle or long group.
+        let first_five = |group: &[Table]| {
             let three = _mm512_ternarylogic_epi64::<0x80>(
                 lookup(&group[0], 0),
                 lookup(&group[1], 1),
                 lookup(&group[2], 2),
             );
-            let five = _mm512_ternarylogic_epi64::<0x80>(
-                three,
-                lookup(&group[3], 3),
-                lookup(&group[4], 4),
-            );
+            _mm512_ternarylogic_epi64::<0x80>(three, lookup(&group[3], 3), lookup(&group[4], 4))
+        };
+        for group in &self.middle_groups {
+            let five = first_five(group);
             any = _mm512_or_si512(
                 any,
                 _mm512_ternarylogic_epi64::<0x80>(five, lookup(&group[5], 5), lookup(&group[6], 6)),
             );
         }
         for group in &self.long_groups {
-            let three = _mm512_ternarylogic_epi64::<0x80>(
-                lookup(&group[0], 0),
-                lookup(&group[1], 1),
-                lookup(&group[2], 2),
-            );
-            let five = _mm512_ternarylogic_epi64::<0x80>(
-                three,
-                lookup(&group[3], 3),
-                lookup(&group[4], 4),
-            );
+            let five = first_five(group);
             let seven =
                 _mm512_ternarylogic_epi64::<0x80>(five, lookup(&group[5], 5), lookup(&group[6], 6));
             any = _mm512_ternarylogic_epi64::<0xF8>(any, seven, lookup(&group[7], 7));
