@@ -536,6 +536,7 @@ fn portable(block: &[u8; 64], first: u8, last: u8) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::XorShift;
 
     #[test]
     fn agrees_with_the_scalar_definition() {
@@ -652,22 +653,13 @@ mod tests {
         assert_eq!(in_ranges(&[b'a'; 64], &[(b'0', b'9')]), 0);
     }
 
-    /// A small deterministic generator (xorshift) of 64-bit words.
-    fn words(mut seed: u64) -> impl FnMut() -> u64 {
-        move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        }
-    }
-
     #[test]
     fn run_starts_agree_with_the_bitwise_definition() {
         // Masks of every length around the blocks of eight words, from
         // sparse to dense, and every span the digit windows can ask for;
         // on a CPU with AVX-512 F this is mostly the vector path.
-        let mut next = words(0x9E37_79B9_7F4A_7C15);
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut next = || rng.next_u64();
         for len in 1..=27 {
             for density in 0..4 {
                 let masks: Vec<u64> = (0..len)
@@ -695,7 +687,8 @@ mod tests {
 
     #[test]
     fn close_pairs_agree_with_the_bitwise_definition() {
-        let mut next = words(0x2545_F491_4F6C_DD1D);
+        let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+        let mut next = || rng.next_u64();
         for len in 0..=27 {
             for sparse in 3..9 {
                 // About one bit in 2^sparse set.

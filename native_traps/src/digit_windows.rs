@@ -1342,7 +1342,6 @@ impl<'a> Digits<'a> {
                 }
             }
         }
-        span_runs.clear();
         self.buf.spare_runs = span_runs;
         self.buf.positions = pos;
         self.buf.clusters.push((key, found));
@@ -1353,6 +1352,7 @@ impl<'a> Digits<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::XorShift;
     use regex_automata::util::syntax::{self, Config};
 
     fn parse(pattern: &str, case_insensitive: bool) -> Hir {
@@ -1531,29 +1531,24 @@ mod tests {
 
     /// A random pattern over digits, dots, spaces and `a`: literals,
     /// classes, concatenations, alternations and bounded repetitions.
-    fn random_pattern(seed: &mut u64, depth: u32) -> String {
+    fn random_pattern(rng: &mut XorShift, depth: u32) -> String {
         const ATOMS: [&str; 8] = ["[0-9]", "1", r"\.", "a", " ", "[a1]", "[. ]", "1a"];
-        let mut next = |n: u64| {
-            *seed ^= *seed << 13;
-            *seed ^= *seed >> 7;
-            *seed ^= *seed << 17;
-            *seed % n
-        };
+        let mut next = |n: u64| rng.next_u64() % n;
         let choice = if depth == 0 { 0 } else { next(4) };
         match choice {
             0 => ATOMS[usize::try_from(next(8)).unwrap()].to_owned(),
             1 => (0..=next(2))
-                .map(|_| random_pattern(seed, depth - 1))
+                .map(|_| random_pattern(rng, depth - 1))
                 .collect(),
             2 => format!(
                 "(?:{}|{})",
-                random_pattern(seed, depth - 1),
-                random_pattern(seed, depth - 1)
+                random_pattern(rng, depth - 1),
+                random_pattern(rng, depth - 1)
             ),
             _ => {
                 let min = next(3);
                 let max = min + next(3);
-                format!("(?:{}){{{min},{max}}}", random_pattern(seed, depth - 1))
+                format!("(?:{}){{{min},{max}}}", random_pattern(rng, depth - 1))
             }
         }
     }
@@ -1574,14 +1569,14 @@ mod tests {
                 .collect();
             strings.extend(last.iter().cloned());
         }
-        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
         let (mut checked, mut with_inner) = (0, 0);
         for _ in 0..400 {
             // A digit in the middle, so that most patterns have a shape.
             let pattern = format!(
                 "{}1{}",
-                random_pattern(&mut seed, 2),
-                random_pattern(&mut seed, 2)
+                random_pattern(&mut rng, 2),
+                random_pattern(&mut rng, 2)
             );
             let Some(shape) = DigitShape::of(&parse(&pattern, false)) else {
                 continue;

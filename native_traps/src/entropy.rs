@@ -826,6 +826,7 @@ fn base64_value(c: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::XorShift;
 
     #[test]
     fn entropy_basics() {
@@ -913,13 +914,8 @@ mod tests {
 
     #[test]
     fn sampled_scan_agrees_with_the_byte_by_byte_scan() {
-        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut next = move |n: u64| rng.next_u64() % n;
         // Token bytes, with separators often enough to make runs of every
         // length around `min_length`.
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-";

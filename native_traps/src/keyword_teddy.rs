@@ -980,6 +980,7 @@ mod tests {
     use crate::keyword_filter::test_support::{
         automaton, occurrences, occurring, reported, reported_occurrences,
     };
+    use crate::test_rng::XorShift;
 
     fn present(filter: &KeywordTeddy, data: &[u8]) -> Vec<usize> {
         reported(|found| filter.for_each_present(data, found))
@@ -1195,13 +1196,8 @@ mod tests {
         if skip_without_vbmi() {
             return;
         }
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        let mut next = move |n: u64| rng.next_u64() % n;
         let alphabet = b"abcAB_-:@+ \xc3\xa9019\xe1\x61";
         let mut pick = |len: u64| -> Vec<u8> {
             (0..len)

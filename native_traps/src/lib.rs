@@ -24,6 +24,9 @@ mod required_byte;
 pub mod rule;
 mod text_model;
 
+#[cfg(test)]
+mod test_rng;
+
 #[cfg(feature = "python")]
 mod py_normalize;
 #[cfg(feature = "python")]

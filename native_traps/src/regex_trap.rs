@@ -764,6 +764,7 @@ impl CompiledRule {
 mod tests {
     use super::*;
     use crate::rule::Severity;
+    use crate::test_rng::XorShift;
 
     #[test]
     fn overlapping_keywords_select_all_owners() {
@@ -1063,21 +1064,10 @@ mod tests {
     }
 
     /// A deterministic xorshift generator (no `rand` dependency).
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            usize::try_from(self.0 % n as u64).unwrap()
-        }
-    }
-
     /// A body of `len`-ish bytes: random digit runs (one token in
     /// `sparsity`, so some bodies get windows and some are dense) between
     /// separators, letters, context words and number shapes.
-    fn random_body(rng: &mut Rng, len: usize, sparsity: usize) -> Vec<u8> {
+    fn random_body(rng: &mut XorShift, len: usize, sparsity: usize) -> Vec<u8> {
         const PIECES: &[&str] = &[
             " ",
             " ",
@@ -1146,7 +1136,7 @@ mod tests {
     fn check_equivalence(rules: Vec<RuleSpec>, seed: u64) {
         let trap = RegexTrap::compile(rules).unwrap();
         let regexes = reference_regexes(&trap);
-        let mut rng = Rng(seed);
+        let mut rng = XorShift(seed);
         let mut windowed = 0;
         let mut found_by = vec![0usize; trap.len()];
         for round in 0..600 {
@@ -1325,7 +1315,7 @@ mod tests {
             b"x@y",
             b"\n",
         ];
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         let (mut without_at, mut found) = (0, 0);
         for round in 0..400 {
             let mut body = Vec::new();
