@@ -78,13 +78,22 @@ class RegexTrap:
     when two or more rules of a batch are candidates, one pass of their
     combined automaton first decides which of them run). Unknown keys raise
     :class:`RuleError`.
+
+    ``simd=False`` keeps the scalar filters; ``tune=False`` stops the AVX-512 filter from
+    rebuilding itself from the first 3 MiB it scans (see ``filter_rebuilds``).
     """
 
-    def __new__(cls, rules: Sequence[Mapping[str, Any]], *, simd: bool = True) -> RegexTrap: ...
+    def __new__(
+        cls, rules: Sequence[Mapping[str, Any]], *, simd: bool = True, tune: bool = True
+    ) -> RegexTrap: ...
     @property
     def prefilter(self) -> str:
         """Stage-1 keyword search in use: ``"avx512-teddy"`` (only where the CPU has AVX-512
         VBMI and ``simd`` is true), ``"shift-or"``, ``"aho-corasick"`` or ``"none"``."""
+    @property
+    def filter_rebuilds(self) -> int:
+        """Times the AVX-512 filter has rebuilt itself from the traffic it scanned (0 to 3;
+        always 0 with ``tune=False`` or another filter). Findings never depend on it."""
     def scan(self, data: bytes) -> list[Finding]:
         """Findings sorted by (start, end, rule order); the GIL is released."""
     @property

@@ -129,7 +129,7 @@ class TrapSet:
         rules = [rule for pack in packs for rule in pack.rules]
         sources = ", ".join(pack.source for pack in packs)
         try:
-            self._regex = native.RegexTrap(rules, simd=settings.simd)
+            self._regex = native.RegexTrap(rules, simd=settings.simd, tune=settings.tune_filter)
         except native.TrapError as exc:
             raise RulePackError(f"{sources}: {exc}") from None
         ent = settings.entropy
@@ -160,7 +160,9 @@ class TrapSet:
             # for there (a secret's digits are not leetspeak).
             injection = [r for r in rules if r.get("category") == LEET_CATEGORY]
             if injection:
-                self._leet = native.RegexTrap(injection, simd=settings.simd)
+                self._leet = native.RegexTrap(
+                    injection, simd=settings.simd, tune=settings.tune_filter
+                )
         self._decompress_limits = (norm.max_decompressed_bytes, norm.max_ratio)
         self.max_findings = settings.max_findings
         self.packs = tuple(packs)
@@ -180,6 +182,11 @@ class TrapSet:
     def prefilter(self) -> str:
         """The keyword search the main trap uses (``avx512-teddy``, ``shift-or``, ...)."""
         return self._regex.prefilter
+
+    @property
+    def filter_rebuilds(self) -> int:
+        """Times the main trap's AVX-512 filter has rebuilt itself from the traffic (0 to 3)."""
+        return self._regex.filter_rebuilds
 
     def decompress(self, data: bytes, encoding: str) -> bytes:
         """Decode a Content-Encoding (gzip, deflate, br) within the configured bounds.

@@ -111,14 +111,18 @@ impl Class {
 /// the estimated share of flagged positions. More groups mean smaller
 /// buckets, so fewer unions of accepted bytes that ordinary text fills, at
 /// the price of more lookups. With no anchors, no groups.
-fn group_count<const LANES: usize>(anchors: &[&[u8]], odds: &TextOdds) -> (Vec<Group<LANES>>, f64) {
+fn group_count<const LANES: usize>(
+    anchors: &[&[u8]],
+    odds: &TextOdds,
+    tuning: Option<&Tuning>,
+) -> (Vec<Group<LANES>>, f64) {
     if anchors.is_empty() {
         return (Vec::new(), 0.0);
     }
     let mut best: Option<(f64, Vec<Group<LANES>>, f64)> = None;
     for count in 1..=MAX_GROUPS {
-        let groups = assign_buckets::<LANES>(anchors, count);
-        let rate = RATE_BIAS * odds.flag_rate(&groups);
+        let (groups, seen_rate) = assign_buckets::<LANES>(anchors, count, tuning);
+        let rate = RATE_BIAS * odds.flag_rate(&groups) + seen_rate;
         #[allow(clippy::cast_precision_loss)] // small counts
         let cost = (count * LANES) as f64 * LOOKUP_CYCLES / BLOCK as f64 + rate * FLAG_CYCLES;
         if best.as_ref().is_some_and(|(b, ..)| *b <= cost) {
@@ -530,12 +534,111 @@ fn choose_anchors(keywords: &[Vec<u8>], width: usize) -> Vec<(usize, &[u8])> {
         .collect()
 }
 
+/// Buckets whose growth on the tuning sample [`assign_buckets`] measures
+/// for each anchor: the ones the per-byte estimate likes best.
+const SHORTLIST: usize = 8;
+
+/// What a filter saw in the traffic it scanned, to build a better one (see
+/// `filter_tuning.rs`): input words (eight bytes, lowercased, little-endian)
+/// at positions it flagged where no anchor was, and the number of bytes
+/// scanned meanwhile.
+#[derive(Debug, Default, Clone)]
+pub struct Tuning {
+    pub words: Vec<u64>,
+    pub scanned: u64,
+}
+
+/// Input words at flagged positions where no anchor was (false alarms of
+/// the SIMD step), noted during one scan for a [`Tuning`], up to a limit.
+#[derive(Debug)]
+pub struct Misses {
+    pub words: Vec<u64>,
+    limit: usize,
+}
+
+impl Misses {
+    /// Note at most `limit` words (0: note none).
+    pub fn new(limit: usize) -> Self {
+        Self {
+            words: Vec::new(),
+            limit,
+        }
+    }
+
+    fn note(&mut self, word: u64) {
+        if self.words.len() < self.limit {
+            self.words.push(word);
+        }
+    }
+}
+
+/// The distinct [`Tuning::words`] as bit sets, with how often each was
+/// noted: bit `i` of `set(k, x)` is set when byte `k` of distinct word `i`
+/// folds to `x`. Traffic repeats itself, so a few hundred distinct words
+/// stand for thousands of notes.
+struct Sample {
+    words: usize,
+    /// Valid bits of the last word of each set (the bits past the sample
+    /// are no word).
+    last: u64,
+    bits: Vec<u64>,
+    counts: Vec<u32>,
+}
+
+impl Sample {
+    fn new(noted: &[u64], lanes: usize) -> Self {
+        let mut sorted = noted.to_vec();
+        sorted.sort_unstable();
+        let mut distinct: Vec<u64> = Vec::new();
+        let mut counts: Vec<u32> = Vec::new();
+        for w in sorted {
+            match (distinct.last(), counts.last_mut()) {
+                (Some(&last), Some(count)) if last == w => *count += 1,
+                _ => {
+                    distinct.push(w);
+                    counts.push(1);
+                }
+            }
+        }
+        let words = distinct.len().div_ceil(64);
+        let mut bits = vec![0u64; lanes * 64 * words];
+        for (i, w) in distinct.iter().enumerate() {
+            for (k, &b) in w.to_le_bytes().iter().take(lanes).enumerate() {
+                bits[(k * 64 + usize::from(fold(b))) * words + i / 64] |= 1 << (i % 64);
+            }
+        }
+        let last = match distinct.len() % 64 {
+            0 => u64::MAX,
+            rest => (1 << rest) - 1,
+        };
+        Self {
+            words,
+            last,
+            bits,
+            counts,
+        }
+    }
+
+    fn set(&self, k: usize, x: usize) -> &[u64] {
+        &self.bits[(k * 64 + x) * self.words..][..self.words]
+    }
+}
+
 /// The buckets for `anchors` (all of one [`Class`]), as `groups` groups of
-/// lookup tables for the first `LANES` anchor positions. Greedy: the
-/// anchors most likely to be flagged on their own go first, each into the
-/// bucket whose estimated flag rate (product over the positions of the
-/// accepted bytes' weight) grows least.
-fn assign_buckets<const LANES: usize>(anchors: &[&[u8]], groups: usize) -> Vec<Group<LANES>> {
+/// lookup tables for the first `LANES` anchor positions, and the share of
+/// scanned positions that the `tuning` sample says they would flag (0
+/// without one). Greedy: the anchors most likely to be flagged on their own
+/// go first, each into the bucket whose estimated flag rate (product over
+/// the positions of the accepted bytes' weight) grows least. With a tuning
+/// sample, among the [`SHORTLIST`] buckets that estimate likes best, the one
+/// whose estimate plus the sampled words it would newly accept (per byte
+/// scanned) grows least: text full of `support` and `developer` then stops
+/// meeting a bucket that accepts `s`, `u`, `p`... in its places.
+fn assign_buckets<const LANES: usize>(
+    anchors: &[&[u8]],
+    groups: usize,
+    tuning: Option<&Tuning>,
+) -> (Vec<Group<LANES>>, f64) {
     let weight = folded_weights();
     let own_rate = |anchor: &[u8]| -> f64 {
         (0..LANES)
@@ -547,6 +650,15 @@ fn assign_buckets<const LANES: usize>(anchors: &[&[u8]], groups: usize) -> Vec<G
     order.sort_by(|x, y| own_rate(y).total_cmp(&own_rate(x)));
     let mut accepted = vec![[[false; 64]; LANES]; buckets];
     let mut rate = vec![[0.0f64; LANES]; buckets];
+    let tuning = tuning.filter(|t| !t.words.is_empty() && t.scanned > 0);
+    let sample = tuning.map(|t| Sample::new(&t.words, LANES));
+    #[allow(clippy::cast_precision_loss)] // byte counts far below 2^52
+    let scanned = tuning.map_or(1.0, |t| t.scanned as f64);
+    let words = sample.as_ref().map_or(0, |s| s.words);
+    // Per bucket: the sampled words each lane accepts, and how many words
+    // every lane accepts.
+    let mut lanes_accept = vec![vec![0u64; LANES * words]; buckets];
+    let mut sampled = vec![0u64; buckets];
     for anchor in order {
         let grown = |bucket: usize| -> f64 {
             let with: f64 = (0..LANES)
@@ -565,9 +677,43 @@ fn assign_buckets<const LANES: usize>(anchors: &[&[u8]], groups: usize) -> Vec<G
                 .product();
             with - rate[bucket].iter().product::<f64>()
         };
-        let bucket = (0..buckets)
-            .min_by(|&x, &y| grown(x).total_cmp(&grown(y)))
-            .unwrap_or(0);
+        let bucket = match &sample {
+            None => (0..buckets)
+                .min_by(|&x, &y| grown(x).total_cmp(&grown(y)))
+                .unwrap_or(0),
+            Some(sample) => {
+                let mut by_bytes: Vec<(f64, usize)> = (0..buckets).map(|b| (grown(b), b)).collect();
+                let shortlist = SHORTLIST.min(buckets);
+                if shortlist < buckets {
+                    by_bytes.select_nth_unstable_by(shortlist - 1, |x, y| x.0.total_cmp(&y.0));
+                }
+                let (_, bucket, count) = by_bytes[..shortlist]
+                    .iter()
+                    .map(|&(grown, b)| {
+                        let count = accepted_words::<LANES>(sample, &lanes_accept[b], anchor);
+                        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+                        let more = (count - sampled[b]) as f64 / scanned;
+                        (grown + more, b, count)
+                    })
+                    .min_by(|x, y| x.0.total_cmp(&y.0))
+                    .expect("at least one bucket");
+                sampled[bucket] = count;
+                bucket
+            }
+        };
+        if let Some(sample) = &sample {
+            for k in 0..LANES {
+                let lane = &mut lanes_accept[bucket][k * words..][..words];
+                match anchor.get(k) {
+                    None => lane.fill(u64::MAX),
+                    Some(&b) => {
+                        for (l, s) in lane.iter_mut().zip(sample.set(k, usize::from(fold(b)))) {
+                            *l |= s;
+                        }
+                    }
+                }
+            }
+        }
         for k in 0..LANES {
             match anchor.get(k) {
                 None => {
@@ -585,7 +731,15 @@ fn assign_buckets<const LANES: usize>(anchors: &[&[u8]], groups: usize) -> Vec<G
         }
     }
 
-    let mut tables = vec![[Table([0; 64]); LANES]; groups];
+    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+    let seen_rate = sampled.iter().sum::<u64>() as f64 / scanned;
+    (tables(&accepted), seen_rate)
+}
+
+/// The lookup tables of buckets that accept `accepted[bucket][k][x]`:
+/// eight buckets per group.
+fn tables<const LANES: usize>(accepted: &[[[bool; 64]; LANES]]) -> Vec<Group<LANES>> {
+    let mut tables = vec![[Table([0; 64]); LANES]; accepted.len().div_ceil(8)];
     for (bucket, lanes) in accepted.iter().enumerate() {
         for (k, lane) in lanes.iter().enumerate() {
             for (x, &on) in lane.iter().enumerate() {
@@ -596,6 +750,32 @@ fn assign_buckets<const LANES: usize>(anchors: &[&[u8]], groups: usize) -> Vec<G
         }
     }
     tables
+}
+
+/// How many noted words of `sample` a bucket accepts in every lane once
+/// `anchor` joins it (`lanes` holds what each lane accepts now; a lane past
+/// the anchor accepts every word).
+fn accepted_words<const LANES: usize>(sample: &Sample, lanes: &[u64], anchor: &[u8]) -> u64 {
+    let words = sample.words;
+    let mut count = 0;
+    for j in 0..words {
+        let mut all = if j + 1 == words {
+            sample.last
+        } else {
+            u64::MAX
+        };
+        for k in 0..LANES {
+            all &= match anchor.get(k) {
+                None => u64::MAX,
+                Some(&b) => lanes[k * words + j] | sample.set(k, usize::from(fold(b)))[j],
+            };
+        }
+        while all != 0 {
+            count += u64::from(sample.counts[j * 64 + all.trailing_zeros() as usize]);
+            all &= all - 1;
+        }
+    }
+    count
 }
 
 impl KeywordTeddy {
@@ -613,7 +793,12 @@ impl KeywordTeddy {
     /// anchors flag less but take twice the lookups and input loads; for
     /// keywords whose four rarest bytes are rare already (most secret
     /// prefixes) four-byte anchors cost less.
-    fn plan<'k>(keywords: &'k [Vec<u8>], width: usize, odds: &TextOdds) -> Plan<'k> {
+    fn plan<'k>(
+        keywords: &'k [Vec<u8>],
+        width: usize,
+        odds: &TextOdds,
+        tuning: Option<&Tuning>,
+    ) -> Plan<'k> {
         let anchors = choose_anchors(keywords, width);
         let of_class = |class: Class| -> Vec<&[u8]> {
             anchors
@@ -623,9 +808,9 @@ impl KeywordTeddy {
                 .collect()
         };
         let [short, middle, long] = Class::ALL.map(of_class);
-        let (short_groups, short_rate) = group_count::<SHORT>(&short, odds);
-        let (middle_groups, middle_rate) = group_count::<MIDDLE>(&middle, odds);
-        let (long_groups, long_rate) = group_count::<ANCHOR>(&long, odds);
+        let (short_groups, short_rate) = group_count::<SHORT>(&short, odds, tuning);
+        let (middle_groups, middle_rate) = group_count::<MIDDLE>(&middle, odds, tuning);
+        let (long_groups, long_rate) = group_count::<ANCHOR>(&long, odds, tuning);
         let flag_rate = short_rate + middle_rate + long_rate;
         // Input loads (each with its fold) cost about one lookup each.
         let inputs = if middle_groups.is_empty() && long_groups.is_empty() {
@@ -650,11 +835,23 @@ impl KeywordTeddy {
     }
 
     fn build<K: AsRef<[u8]>>(keywords: &[K]) -> Self {
-        Self::build_with(keywords, &[SHORT, ANCHOR])
+        Self::build_with(keywords, &[SHORT, ANCHOR], None)
+    }
+
+    /// The filter for `keywords` again, its buckets chosen with what an
+    /// earlier filter for them saw (see [`Tuning`]), or `None` when the CPU
+    /// lacks AVX-512 VBMI. The answer is as exact as ever: tuning only
+    /// moves which positions are flagged for comparison.
+    pub fn tuned<K: AsRef<[u8]>>(keywords: &[K], tuning: &Tuning) -> Option<Self> {
+        supported().then(|| Self::build_with(keywords, &[SHORT, ANCHOR], Some(tuning)))
     }
 
     /// [`Self::build`] choosing among anchor widths `widths` only.
-    fn build_with<K: AsRef<[u8]>>(keywords: &[K], widths: &[usize]) -> Self {
+    fn build_with<K: AsRef<[u8]>>(
+        keywords: &[K],
+        widths: &[usize],
+        tuning: Option<&Tuning>,
+    ) -> Self {
         let folded: Vec<Vec<u8>> = keywords
             .iter()
             .map(|k| k.as_ref().to_ascii_lowercase())
@@ -673,7 +870,7 @@ impl KeywordTeddy {
             ..
         } = widths
             .iter()
-            .map(|&width| Self::plan(&folded, width, &odds))
+            .map(|&width| Self::plan(&folded, width, &odds, tuning))
             .min_by(|a, b| a.cost.total_cmp(&b.cost))
             .expect("at least one width");
         let mut keyword_bytes = Vec::new();
@@ -729,6 +926,22 @@ impl KeywordTeddy {
         self.flag_rate
     }
 
+    /// Positions of `data` that the SIMD step flags (for tests).
+    #[cfg(test)]
+    pub(crate) fn flags(&self, data: &[u8]) -> usize {
+        let mut misses = Misses::new(usize::MAX);
+        let mut anchored = 0usize;
+        self.for_each_occurrence_noting(
+            data,
+            |_, _| {
+                anchored += 1;
+                Then::Again
+            },
+            &mut misses,
+        );
+        misses.words.len() + anchored
+    }
+
     /// Number of keywords.
     pub fn len(&self) -> usize {
         self.keyword_count
@@ -752,16 +965,27 @@ impl KeywordTeddy {
     /// `start` the occurrence's first byte: for each keyword its first
     /// occurrence, and its next ones while `found` says [`Then::Again`],
     /// until `found` says [`Then::Stop`].
-    pub fn for_each_occurrence(&self, data: &[u8], mut found: impl FnMut(usize, usize) -> Then) {
+    pub fn for_each_occurrence(&self, data: &[u8], found: impl FnMut(usize, usize) -> Then) {
+        self.for_each_occurrence_noting(data, found, &mut Misses::new(0));
+    }
+
+    /// [`Self::for_each_occurrence`], noting in `misses` the input words at
+    /// flagged positions where no keyword's anchor was.
+    pub fn for_each_occurrence_noting(
+        &self,
+        data: &[u8],
+        mut found: impl FnMut(usize, usize) -> Then,
+        misses: &mut Misses,
+    ) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a `KeywordTeddy` exists only after `supported()` saw
         // AVX-512 F, BW and VBMI on this CPU (see `new`).
         unsafe {
-            self.scan_avx512(data, &mut found);
+            self.scan_avx512(data, &mut found, misses);
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (data, &mut found);
+            let _ = (data, &mut found, misses);
             unreachable!("KeywordTeddy::new returns None off x86-64");
         }
     }
@@ -779,6 +1003,7 @@ impl KeywordTeddy {
         mut positions: u64,
         seen: &mut Seen,
         found: &mut impl FnMut(usize, usize) -> Then,
+        misses: &mut Misses,
     ) -> bool {
         while positions != 0 {
             let at = base + positions.trailing_zeros() as usize;
@@ -788,6 +1013,7 @@ impl KeywordTeddy {
                 continue;
             }
             let mut spent = true;
+            let mut anchored = false;
             let first = usize::from(word.to_le_bytes()[0]);
             let starts = |bits: &[u64; 4]| bits[first / 64] & (1 << (first % 64)) != 0;
             let singles: &[Member] = if starts(&self.single_first) {
@@ -805,6 +1031,7 @@ impl KeywordTeddy {
                 if word & m.anchor_mask != m.anchor {
                     continue;
                 }
+                anchored = true;
                 let id = m.keyword as usize;
                 if seen.has(id) {
                     continue;
@@ -827,6 +1054,9 @@ impl KeywordTeddy {
                     Then::Stop => return false,
                 }
             }
+            if !anchored {
+                misses.note(word);
+            }
             if spent {
                 seen.spent_word = Some(word);
             }
@@ -841,13 +1071,18 @@ impl KeywordTeddy {
     /// The CPU must support AVX-512 F, BW and VBMI.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-    unsafe fn scan_avx512(&self, data: &[u8], found: &mut impl FnMut(usize, usize) -> Then) {
+    unsafe fn scan_avx512(
+        &self,
+        data: &[u8],
+        found: &mut impl FnMut(usize, usize) -> Then,
+        misses: &mut Misses,
+    ) {
         if self.middle_groups.is_empty() && self.long_groups.is_empty() {
             // SAFETY: as for this function.
-            unsafe { self.scan_inputs::<SHORT>(data, found) }
+            unsafe { self.scan_inputs::<SHORT>(data, found, misses) }
         } else {
             // SAFETY: as for this function.
-            unsafe { self.scan_inputs::<ANCHOR>(data, found) }
+            unsafe { self.scan_inputs::<ANCHOR>(data, found, misses) }
         }
     }
 
@@ -862,6 +1097,7 @@ impl KeywordTeddy {
         &self,
         data: &[u8],
         found: &mut impl FnMut(usize, usize) -> Then,
+        misses: &mut Misses,
     ) {
         let mut seen = Seen::default();
         let mut base = 0;
@@ -869,7 +1105,7 @@ impl KeywordTeddy {
         while base + BLOCK + ANCHOR - 1 <= data.len() {
             // SAFETY: the bound above keeps all eight loads inside `data`.
             let positions = unsafe { self.block::<INPUTS>(data.as_ptr().add(base), u64::MAX) };
-            if positions != 0 && !self.confirm(data, base, positions, &mut seen, found) {
+            if positions != 0 && !self.confirm(data, base, positions, &mut seen, found, misses) {
                 return;
             }
             base += BLOCK;
@@ -894,7 +1130,9 @@ impl KeywordTeddy {
             // SAFETY: offset < 2 * BLOCK - ANCHOR + 2, so the eight loads of
             // 64 bytes end inside `padded` (2 * BLOCK + ANCHOR bytes).
             let positions = unsafe { self.block::<INPUTS>(padded.as_ptr().add(offset), mask) };
-            if positions != 0 && !self.confirm(data, base + offset, positions, &mut seen, found) {
+            if positions != 0
+                && !self.confirm(data, base + offset, positions, &mut seen, found, misses)
+            {
                 return;
             }
             offset += BLOCK;
@@ -999,9 +1237,30 @@ mod tests {
     }
 
     /// The filter with anchors of at most four bytes, and with anchors of
-    /// up to eight, whichever the cost model would choose.
-    fn both_plans<K: AsRef<[u8]>>(keywords: &[K]) -> [KeywordTeddy; 2] {
-        [SHORT, ANCHOR].map(|width| KeywordTeddy::build_with(keywords, &[width]))
+    /// up to eight, whichever the cost model would choose; then both again,
+    /// tuned with a sample of words that hold the keywords' own bytes (so
+    /// that tuning moves anchors between buckets).
+    fn both_plans<K: AsRef<[u8]>>(keywords: &[K]) -> [KeywordTeddy; 4] {
+        let mut words = Vec::new();
+        for (i, k) in keywords.iter().enumerate() {
+            let mut word = [b' '; ANCHOR];
+            for (j, w) in word.iter_mut().enumerate() {
+                let bytes = k.as_ref();
+                *w = bytes[(i + j) % bytes.len()];
+            }
+            words.extend(std::iter::repeat_n(u64::from_le_bytes(word), 1 + i % 5));
+        }
+        let tuning = Tuning {
+            words,
+            scanned: 10_000,
+        };
+        [
+            (SHORT, None),
+            (ANCHOR, None),
+            (SHORT, Some(&tuning)),
+            (ANCHOR, Some(&tuning)),
+        ]
+        .map(|(width, tuning)| KeywordTeddy::build_with(keywords, &[width], tuning))
     }
 
     #[test]
@@ -1039,7 +1298,9 @@ mod tests {
             "secret",
             "apikey",
         ];
-        for filter in [SHORT, ANCHOR].map(|width| KeywordTeddy::build_with(&keywords, &[width])) {
+        for filter in
+            [SHORT, ANCHOR].map(|width| KeywordTeddy::build_with(&keywords, &[width], None))
+        {
             let short = filter.short_groups.iter().flatten();
             let middle = filter.middle_groups.iter().flatten();
             let long = filter.long_groups.iter().flatten();

@@ -16,6 +16,7 @@ mod byte_mask;
 mod digit_windows;
 pub mod entropy;
 pub mod error;
+pub mod filter_tuning;
 pub mod keyword_filter;
 pub mod keyword_teddy;
 pub mod normalize;

@@ -390,15 +390,15 @@ impl PyRegexTrap {
 #[pymethods]
 impl PyRegexTrap {
     #[new]
-    #[pyo3(signature = (rules, *, simd = true))]
-    fn new(py: Python<'_>, rules: Vec<Bound<'_, PyAny>>, simd: bool) -> PyResult<Self> {
+    #[pyo3(signature = (rules, *, simd = true, tune = true))]
+    fn new(py: Python<'_>, rules: Vec<Bound<'_, PyAny>>, simd: bool, tune: bool) -> PyResult<Self> {
         let mut specs = Vec::with_capacity(rules.len());
         for (position, item) in rules.into_iter().enumerate() {
             specs.push(parse_rule(position, &item)?.map_err(|e| to_py_err(py, &e))?);
         }
         // Compiling many regexes can take a while; other threads may run.
         let trap = detached(py, "RegexTrap()", || {
-            RegexTrap::compile_with(specs, CompileOptions { simd })
+            RegexTrap::compile_with(specs, CompileOptions { simd, tune })
         })?
         .map_err(|e| to_py_err(py, &e))?;
         let ids = trap.rules().map(|r| Arc::from(r.id.as_str())).collect();
@@ -423,6 +423,12 @@ impl PyRegexTrap {
     #[getter]
     fn prefilter(&self) -> &'static str {
         self.trap.prefilter_name()
+    }
+
+    /// Rebuilds the AVX-512 filter made from the traffic it scanned (0 to 3; 0 for the others).
+    #[getter]
+    fn filter_rebuilds(&self) -> usize {
+        self.trap.filter_rebuilds()
     }
 
     /// Rule ids in rule order.

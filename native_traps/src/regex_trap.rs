@@ -2,7 +2,7 @@
 //!
 //! Stage 1 picks candidate rules. The keywords of every rule (ASCII
 //! case-insensitive) are looked for in one pass: by the AVX-512
-//! [`KeywordTeddy`] where the CPU has it, else by the bucketed shift-or
+//! [`crate::keyword_teddy::KeywordTeddy`] where the CPU has it, else by the bucketed shift-or
 //! [`KeywordFilter`] when its estimated false-alarm rate is low (the secret
 //! pack: about 2x faster than an automaton), else by one Aho-Corasick DFA
 //! (large sets of common words, such as the injection pack, where the
@@ -35,8 +35,8 @@ use regex_automata::{Anchored, Input, PatternID};
 use crate::digit_windows::Narrowing;
 use crate::digit_windows::{Coverage, DigitBuffers, DigitShape, Digits, Marker};
 use crate::error::TrapError;
+use crate::filter_tuning::TunedTeddy;
 use crate::keyword_filter::{KeywordFilter, Then};
-use crate::keyword_teddy::KeywordTeddy;
 use crate::required_byte::rarest_required;
 use crate::rule::{RuleSpec, WORD_START};
 
@@ -75,15 +75,23 @@ struct CompiledRule {
 /// How [`RegexTrap::compile_with`] may build stage 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompileOptions {
-    /// Use the AVX-512 VBMI keyword filter ([`KeywordTeddy`]) when the CPU
+    /// Use the AVX-512 VBMI keyword filter
+    /// ([`crate::keyword_teddy::KeywordTeddy`]) when the CPU
     /// has it (default `true`). Off, the scalar filters are used everywhere;
     /// findings are the same either way.
     pub simd: bool,
+    /// Let the AVX-512 filter learn from the first few MiB it scans and
+    /// rebuild itself with fewer false alarms (default `true`; see
+    /// [`crate::filter_tuning`]). Findings are the same either way.
+    pub tune: bool,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        Self { simd: true }
+        Self {
+            simd: true,
+            tune: true,
+        }
     }
 }
 
@@ -215,6 +223,15 @@ impl RegexTrap {
     /// Whether the trap has no rules (scans then always return nothing).
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Rebuilds the AVX-512 filter has made from the traffic it scanned
+    /// (see [`crate::filter_tuning`]); 0 for the other filters.
+    pub fn filter_rebuilds(&self) -> usize {
+        match &self.prefilter {
+            Some(Prefilter::Teddy(teddy)) => teddy.rounds_done(),
+            _ => 0,
+        }
     }
 
     /// Which stage-1 keyword search this trap uses: `"avx512-teddy"`,
@@ -578,8 +595,10 @@ const MAX_TEDDY_FLAG_RATE: f64 = 0.05;
 /// How stage 1 finds the keywords present in the input.
 #[derive(Debug)]
 enum Prefilter {
-    /// Teddy-style AVX-512 VBMI filter (see [`KeywordTeddy`]).
-    Teddy(KeywordTeddy),
+    /// Teddy-style AVX-512 VBMI filter (see
+    /// [`crate::keyword_teddy::KeywordTeddy`]), tuned to
+    /// the traffic unless learning is off (see [`TunedTeddy`]).
+    Teddy(TunedTeddy),
     /// Bucketed shift-or over byte pairs (see [`KeywordFilter`]).
     ShiftOr(KeywordFilter),
     /// One Aho-Corasick DFA, ASCII case-insensitive, overlapping search.
@@ -589,8 +608,8 @@ enum Prefilter {
 impl Prefilter {
     fn new(keywords: &[String], options: CompileOptions) -> Result<Self, TrapError> {
         if options.simd {
-            if let Some(teddy) = KeywordTeddy::new(keywords) {
-                if teddy.flag_rate() <= MAX_TEDDY_FLAG_RATE {
+            if let Some(teddy) = TunedTeddy::new(keywords, options.tune) {
+                if teddy.current().flag_rate() <= MAX_TEDDY_FLAG_RATE {
                     return Ok(Self::Teddy(teddy));
                 }
             }
@@ -871,7 +890,10 @@ mod tests {
                         .with_keywords(["\\bxyz", "abc"]),
                     RuleSpec::new("dashes", "c", Severity::Notice, "-").with_keywords(["\\bé-é"]),
                 ],
-                CompileOptions { simd },
+                CompileOptions {
+                    simd,
+                    ..CompileOptions::default()
+                },
             )
             .unwrap();
             if automaton {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,49 @@ def test_setting_turns_the_simd_filter_off() -> None:
         (f.rule, f.start, f.end) for f in off.scan(body)
     ]
     assert on.scan(body)
+
+
+def test_filter_tunes_itself_without_changing_findings() -> None:
+    """The AVX-512 filter rebuilds itself three times from the first 3 MiB it scans (on its
+    own thread); the findings stay those of the scalar filter throughout. Off, it never does."""
+    rules = native_rules(PACKS)
+    tuned = native.RegexTrap(rules)
+    fixed = native.RegexTrap(rules, tune=False)
+    scalar = native.RegexTrap(rules, simd=False)
+    traffic = list(corpus.benign_documents(7, 4 * 1024 * 1024))
+    bodies = example_bodies(PACKS)
+    deadline = time.monotonic() + 120
+    rounds = 0
+    while tuned.filter_rebuilds < 3 and cpu_has_vbmi():
+        for doc in traffic:
+            tuned.scan(doc)
+            fixed.scan(doc)
+        rounds += 1
+        assert time.monotonic() < deadline, f"{tuned.filter_rebuilds} rebuilds in {rounds} rounds"
+        time.sleep(0.05)  # a rebuild runs on its own thread
+    assert tuned.filter_rebuilds == (3 if cpu_has_vbmi() else 0)
+    assert fixed.filter_rebuilds == 0
+    assert scalar.filter_rebuilds == 0
+    found = 0
+    for body in [*bodies, *traffic[:50]]:
+        want = [(f.rule_id, f.start, f.end) for f in scalar.scan(body)]
+        assert [(f.rule_id, f.start, f.end) for f in tuned.scan(body)] == want, body[:200]
+        assert [(f.rule_id, f.start, f.end) for f in fixed.scan(body)] == want, body[:200]
+        found += len(want)
+    assert found > 100
+
+
+def test_setting_turns_filter_tuning_off() -> None:
+    on = TrapSet.from_settings(settings_from_mapping({}, env={}).traps)
+    off = TrapSet.from_settings(
+        settings_from_mapping({"traps": {"tune_filter": False}}, env={}).traps
+    )
+    traffic = list(corpus.benign_documents(3, 4 * 1024 * 1024))
+    deadline = time.monotonic() + 120
+    while on.filter_rebuilds < 3 and cpu_has_vbmi() and time.monotonic() < deadline:
+        for doc in traffic:
+            on.scan(doc)
+            off.scan(doc)
+        time.sleep(0.05)
+    assert on.filter_rebuilds == (3 if cpu_has_vbmi() else 0)
+    assert off.filter_rebuilds == 0
