@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, final
 
 __all__ = [
+    "FILTER_TUNING_ROUNDS",
     "DecodeError",
     "EntropyFinding",
     "EntropyTrap",
@@ -25,6 +26,8 @@ __all__ = [
 ]
 
 __version__: Final[str]
+FILTER_TUNING_ROUNDS: Final[int]
+"""Times the AVX-512 keyword filter rebuilds itself from the first 3 MiB it scans."""
 
 class TrapError(Exception):
     """Base class of every error raised by this module."""
@@ -92,8 +95,9 @@ class RegexTrap:
         VBMI and ``simd`` is true), ``"shift-or"``, ``"aho-corasick"`` or ``"none"``."""
     @property
     def filter_rebuilds(self) -> int:
-        """Times the AVX-512 filter has rebuilt itself from the traffic it scanned (0 to 3;
-        always 0 with ``tune=False`` or another filter). Findings never depend on it."""
+        """Times the AVX-512 filter has rebuilt itself from the traffic it scanned (0 to
+        :data:`FILTER_TUNING_ROUNDS`; always 0 with ``tune=False`` or another filter). Findings
+        never depend on it."""
     def scan(self, data: bytes) -> list[Finding]:
         """Findings sorted by (start, end, rule order); the GIL is released."""
     @property

@@ -240,7 +240,7 @@ class TrapSettings(_Section):
     tune_filter: bool = Field(
         True,
         description="Let the AVX-512 keyword filter learn from the first 3 MiB it scans and "
-        "rebuild itself (three times, on a background thread) so that the words the traffic "
+        "rebuild itself (every 256 KiB, on a background thread) so that the words the traffic "
         "repeats stop raising false alarms. Findings are the same either way. While it learns, "
         "it keeps 8-byte pieces of scanned text that it flagged wrongly in memory (at most "
         "512 KiB, never logged, zeroed after the last rebuild); false turns that off.",

@@ -185,7 +185,8 @@ class TrapSet:
 
     @property
     def filter_rebuilds(self) -> int:
-        """Times the main trap's AVX-512 filter has rebuilt itself from the traffic (0 to 3)."""
+        """Times the main trap's AVX-512 filter has rebuilt itself from the traffic (0 to
+        ``FILTER_TUNING_ROUNDS``)."""
         return self._regex.filter_rebuilds
 
     def decompress(self, data: bytes, encoding: str) -> bytes:

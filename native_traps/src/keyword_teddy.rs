@@ -243,6 +243,7 @@ impl std::ops::DerefMut for Table {
 /// estimated share of flagged positions and the estimated cost per input
 /// byte in cycles.
 struct Plan<'k> {
+    width: usize,
     anchors: Vec<(usize, &'k [u8])>,
     short_groups: Vec<Group<SHORT>>,
     middle_groups: Vec<Group<MIDDLE>>,
@@ -400,6 +401,8 @@ pub struct KeywordTeddy {
     single_first: [u64; 4],
     /// See [`KeywordTeddy::flag_rate`].
     flag_rate: f64,
+    /// The anchor width chosen (four or eight): a tuned rebuild keeps it.
+    width: usize,
     /// Every keyword, ASCII-lowercased, one after another.
     keyword_bytes: Vec<u8>,
     keyword_count: usize,
@@ -825,6 +828,7 @@ impl KeywordTeddy {
         #[allow(clippy::cast_precision_loss)] // small counts
         let cost = lookups as f64 * LOOKUP_CYCLES / BLOCK as f64 + flag_rate * FLAG_CYCLES;
         Plan {
+            width,
             anchors,
             short_groups,
             middle_groups,
@@ -838,12 +842,13 @@ impl KeywordTeddy {
         Self::build_with(keywords, &[SHORT, ANCHOR], None)
     }
 
-    /// The filter for `keywords` again, its buckets chosen with what an
-    /// earlier filter for them saw (see [`Tuning`]), or `None` when the CPU
-    /// lacks AVX-512 VBMI. The answer is as exact as ever: tuning only
-    /// moves which positions are flagged for comparison.
-    pub fn tuned<K: AsRef<[u8]>>(keywords: &[K], tuning: &Tuning) -> Option<Self> {
-        supported().then(|| Self::build_with(keywords, &[SHORT, ANCHOR], Some(tuning)))
+    /// This filter again for the same `keywords`, with the same anchor
+    /// width, its buckets chosen with what it and earlier builds saw (see
+    /// [`Tuning`]). The answer is as exact as ever: tuning only moves which
+    /// positions are flagged for comparison.
+    #[must_use]
+    pub fn tuned<K: AsRef<[u8]>>(&self, keywords: &[K], tuning: &Tuning) -> Self {
+        Self::build_with(keywords, &[self.width], Some(tuning))
     }
 
     /// [`Self::build`] choosing among anchor widths `widths` only.
@@ -862,6 +867,7 @@ impl KeywordTeddy {
         );
         let odds = TextOdds::new();
         let Plan {
+            width,
             anchors,
             short_groups,
             middle_groups,
@@ -915,6 +921,7 @@ impl KeywordTeddy {
             singles,
             single_first,
             flag_rate,
+            width,
             keyword_bytes,
             keyword_count: folded.len(),
         }

@@ -425,7 +425,7 @@ impl PyRegexTrap {
         self.trap.prefilter_name()
     }
 
-    /// Rebuilds the AVX-512 filter made from the traffic it scanned (0 to 3; 0 for the others).
+    /// Rebuilds the AVX-512 filter made from the traffic it scanned (0 to `FILTER_TUNING_ROUNDS`).
     #[getter]
     fn filter_rebuilds(&self) -> usize {
         self.trap.filter_rebuilds()
@@ -612,6 +612,7 @@ fn _native_traps(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     // `setattr`, not `add`: `add` would also list it in `__all__`.
     m.setattr("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("FILTER_TUNING_ROUNDS", crate::filter_tuning::ROUNDS)?;
     m.add("TrapError", py.get_type::<TrapError>())?;
     m.add("RuleError", py.get_type::<RuleError>())?;
     m.add("InternalError", py.get_type::<InternalError>())?;
