@@ -114,14 +114,14 @@ impl Class {
 fn group_count<const LANES: usize>(
     anchors: &[&[u8]],
     odds: &TextOdds,
-    tuning: Option<&Tuning>,
+    noted: Option<&Noted>,
 ) -> (Vec<Group<LANES>>, f64) {
     if anchors.is_empty() {
         return (Vec::new(), 0.0);
     }
     let mut best: Option<(f64, Vec<Group<LANES>>, f64)> = None;
     for count in 1..=MAX_GROUPS {
-        let (groups, seen_rate) = assign_buckets::<LANES>(anchors, count, tuning);
+        let (groups, seen_rate) = assign_buckets::<LANES>(anchors, count, noted);
         let rate = RATE_BIAS * odds.flag_rate(&groups) + seen_rate;
         #[allow(clippy::cast_precision_loss)] // small counts
         let cost = (count * LANES) as f64 * LOOKUP_CYCLES / BLOCK as f64 + rate * FLAG_CYCLES;
@@ -575,50 +575,73 @@ impl Misses {
     }
 }
 
-/// The distinct [`Tuning::words`] as bit sets, with how often each was
-/// noted: bit `i` of `set(k, x)` is set when byte `k` of distinct word `i`
-/// folds to `x`. Traffic repeats itself, so a few hundred distinct words
-/// stand for thousands of notes.
-struct Sample {
+/// A [`Tuning`] as the bucket choice reads it: the distinct words, sorted,
+/// with how often each was noted (traffic repeats itself, so a few hundred
+/// distinct words stand for thousands of notes), and the bytes scanned.
+struct Noted {
+    words: Vec<u64>,
+    counts: Vec<u32>,
+    scanned: f64,
+}
+
+impl Noted {
+    /// `None` when nothing was noted or scanned.
+    fn new(tuning: &Tuning) -> Option<Self> {
+        if tuning.words.is_empty() || tuning.scanned == 0 {
+            return None;
+        }
+        let mut sorted = tuning.words.clone();
+        sorted.sort_unstable();
+        let mut words: Vec<u64> = Vec::new();
+        let mut counts: Vec<u32> = Vec::new();
+        for w in sorted {
+            match (words.last(), counts.last_mut()) {
+                (Some(&last), Some(count)) if last == w => *count += 1,
+                _ => {
+                    words.push(w);
+                    counts.push(1);
+                }
+            }
+        }
+        #[allow(clippy::cast_precision_loss)] // byte counts far below 2^52
+        let scanned = tuning.scanned as f64;
+        Some(Self {
+            words,
+            counts,
+            scanned,
+        })
+    }
+}
+
+/// The [`Noted`] words as bit sets for the first `lanes` anchor positions:
+/// bit `i` of `set(k, x)` is set when byte `k` of word `i` folds to `x`.
+struct Sample<'n> {
+    noted: &'n Noted,
     words: usize,
     /// Valid bits of the last word of each set (the bits past the sample
     /// are no word).
     last: u64,
     bits: Vec<u64>,
-    counts: Vec<u32>,
 }
 
-impl Sample {
-    fn new(noted: &[u64], lanes: usize) -> Self {
-        let mut sorted = noted.to_vec();
-        sorted.sort_unstable();
-        let mut distinct: Vec<u64> = Vec::new();
-        let mut counts: Vec<u32> = Vec::new();
-        for w in sorted {
-            match (distinct.last(), counts.last_mut()) {
-                (Some(&last), Some(count)) if last == w => *count += 1,
-                _ => {
-                    distinct.push(w);
-                    counts.push(1);
-                }
-            }
-        }
-        let words = distinct.len().div_ceil(64);
+impl<'n> Sample<'n> {
+    fn new(noted: &'n Noted, lanes: usize) -> Self {
+        let words = noted.words.len().div_ceil(64);
         let mut bits = vec![0u64; lanes * 64 * words];
-        for (i, w) in distinct.iter().enumerate() {
+        for (i, w) in noted.words.iter().enumerate() {
             for (k, &b) in w.to_le_bytes().iter().take(lanes).enumerate() {
                 bits[(k * 64 + usize::from(fold(b))) * words + i / 64] |= 1 << (i % 64);
             }
         }
-        let last = match distinct.len() % 64 {
+        let last = match noted.words.len() % 64 {
             0 => u64::MAX,
             rest => (1 << rest) - 1,
         };
         Self {
+            noted,
             words,
             last,
             bits,
-            counts,
         }
     }
 
@@ -629,18 +652,18 @@ impl Sample {
 
 /// The buckets for `anchors` (all of one [`Class`]), as `groups` groups of
 /// lookup tables for the first `LANES` anchor positions, and the share of
-/// scanned positions that the `tuning` sample says they would flag (0
-/// without one). Greedy: the anchors most likely to be flagged on their own
+/// scanned positions that the `noted` words say they would flag (0
+/// without them). Greedy: the anchors most likely to be flagged on their own
 /// go first, each into the bucket whose estimated flag rate (product over
-/// the positions of the accepted bytes' weight) grows least. With a tuning
-/// sample, among the [`SHORTLIST`] buckets that estimate likes best, the one
+/// the positions of the accepted bytes' weight) grows least. With noted
+/// words, among the [`SHORTLIST`] buckets that estimate likes best, the one
 /// whose estimate plus the sampled words it would newly accept (per byte
 /// scanned) grows least: text full of `support` and `developer` then stops
 /// meeting a bucket that accepts `s`, `u`, `p`... in its places.
 fn assign_buckets<const LANES: usize>(
     anchors: &[&[u8]],
     groups: usize,
-    tuning: Option<&Tuning>,
+    noted: Option<&Noted>,
 ) -> (Vec<Group<LANES>>, f64) {
     let weight = folded_weights();
     let own_rate = |anchor: &[u8]| -> f64 {
@@ -653,10 +676,8 @@ fn assign_buckets<const LANES: usize>(
     order.sort_by(|x, y| own_rate(y).total_cmp(&own_rate(x)));
     let mut accepted = vec![[[false; 64]; LANES]; buckets];
     let mut rate = vec![[0.0f64; LANES]; buckets];
-    let tuning = tuning.filter(|t| !t.words.is_empty() && t.scanned > 0);
-    let sample = tuning.map(|t| Sample::new(&t.words, LANES));
-    #[allow(clippy::cast_precision_loss)] // byte counts far below 2^52
-    let scanned = tuning.map_or(1.0, |t| t.scanned as f64);
+    let sample = noted.map(|n| Sample::new(n, LANES));
+    let scanned = noted.map_or(1.0, |n| n.scanned);
     let words = sample.as_ref().map_or(0, |s| s.words);
     // Per bucket: the sampled words each lane accepts, and how many words
     // every lane accepts.
@@ -774,7 +795,7 @@ fn accepted_words<const LANES: usize>(sample: &Sample, lanes: &[u64], anchor: &[
             };
         }
         while all != 0 {
-            count += u64::from(sample.counts[j * 64 + all.trailing_zeros() as usize]);
+            count += u64::from(sample.noted.counts[j * 64 + all.trailing_zeros() as usize]);
             all &= all - 1;
         }
     }
@@ -800,7 +821,7 @@ impl KeywordTeddy {
         keywords: &'k [Vec<u8>],
         width: usize,
         odds: &TextOdds,
-        tuning: Option<&Tuning>,
+        noted: Option<&Noted>,
     ) -> Plan<'k> {
         let anchors = choose_anchors(keywords, width);
         let of_class = |class: Class| -> Vec<&[u8]> {
@@ -811,9 +832,9 @@ impl KeywordTeddy {
                 .collect()
         };
         let [short, middle, long] = Class::ALL.map(of_class);
-        let (short_groups, short_rate) = group_count::<SHORT>(&short, odds, tuning);
-        let (middle_groups, middle_rate) = group_count::<MIDDLE>(&middle, odds, tuning);
-        let (long_groups, long_rate) = group_count::<ANCHOR>(&long, odds, tuning);
+        let (short_groups, short_rate) = group_count::<SHORT>(&short, odds, noted);
+        let (middle_groups, middle_rate) = group_count::<MIDDLE>(&middle, odds, noted);
+        let (long_groups, long_rate) = group_count::<ANCHOR>(&long, odds, noted);
         let flag_rate = short_rate + middle_rate + long_rate;
         // Input loads (each with its fold) cost about one lookup each.
         let inputs = if middle_groups.is_empty() && long_groups.is_empty() {
@@ -866,6 +887,7 @@ impl KeywordTeddy {
             "keywords must not be empty"
         );
         let odds = TextOdds::new();
+        let noted = tuning.and_then(Noted::new);
         let Plan {
             width,
             anchors,
@@ -876,7 +898,7 @@ impl KeywordTeddy {
             ..
         } = widths
             .iter()
-            .map(|&width| Self::plan(&folded, width, &odds, tuning))
+            .map(|&width| Self::plan(&folded, width, &odds, noted.as_ref()))
             .min_by(|a, b| a.cost.total_cmp(&b.cost))
             .expect("at least one width");
         let mut keyword_bytes = Vec::new();
