@@ -3,11 +3,12 @@
 //! keywords of 1-12 bytes); the rest is the haystack. The shift-or filter
 //! and, where the CPU has AVX-512 VBMI, the Teddy-style filter must report
 //! exactly the keywords the automaton finds, and, asked for every next
-//! occurrence, exactly its occurrences and where they start.
+//! occurrence, exactly its occurrences and where they start; so must the
+//! Teddy-style filter rebuilt with tuning words taken from the haystack.
 #![no_main]
 
 use _native_traps::keyword_filter::{KeywordFilter, Then};
-use _native_traps::keyword_teddy::KeywordTeddy;
+use _native_traps::keyword_teddy::{KeywordTeddy, Misses, Tuning};
 use aho_corasick::AhoCorasick;
 use libfuzzer_sys::fuzz_target;
 
@@ -82,5 +83,25 @@ fuzz_target!(|data: &[u8]| {
             occurrences(|f| teddy.for_each_occurrence(haystack, f)),
             expected_at
         );
+        // Tuned with the words it noted in the haystack, and with every
+        // eight-byte word of it: the same answers.
+        let mut misses = Misses::new(usize::MAX);
+        teddy.for_each_occurrence_noting(haystack, |_, _| Then::Again, &mut misses);
+        let every: Vec<u64> = haystack
+            .windows(8)
+            .map(|w| u64::from_le_bytes(w.try_into().expect("eight bytes")))
+            .collect();
+        for words in [misses.words, every] {
+            let tuning = Tuning {
+                words,
+                scanned: haystack.len() as u64 + 1,
+            };
+            let tuned = teddy.tuned(&keywords, &tuning);
+            assert_eq!(present(|f| tuned.for_each_present(haystack, f)), expected);
+            assert_eq!(
+                occurrences(|f| tuned.for_each_occurrence(haystack, f)),
+                expected_at
+            );
+        }
     }
 });
