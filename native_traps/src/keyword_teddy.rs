@@ -545,18 +545,37 @@ const SHORTLIST: usize = 8;
 /// `filter_tuning.rs`): input words (eight bytes, lowercased, little-endian)
 /// at positions it flagged where no anchor was, and the number of bytes
 /// scanned meanwhile.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Tuning {
     pub words: Vec<u64>,
     pub scanned: u64,
 }
 
+/// Counts only: the words are pieces of traffic.
+impl std::fmt::Debug for Tuning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tuning")
+            .field("words", &self.words.len())
+            .field("scanned", &self.scanned)
+            .finish()
+    }
+}
+
 /// Input words at flagged positions where no anchor was (false alarms of
 /// the SIMD step), noted during one scan for a [`Tuning`], up to a limit.
-#[derive(Debug)]
 pub struct Misses {
     pub words: Vec<u64>,
     limit: usize,
+}
+
+/// Counts only: the words are pieces of traffic.
+impl std::fmt::Debug for Misses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Misses")
+            .field("words", &self.words.len())
+            .field("limit", &self.limit)
+            .finish()
+    }
 }
 
 impl Misses {
