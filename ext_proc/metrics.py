@@ -102,6 +102,13 @@ class Metrics:
         self.rules_loaded = Gauge(
             "godel_rules_loaded", "Regex rules compiled into the running trap set.", registry=r
         )
+        self.keyword_filter_rebuilds = Gauge(
+            "godel_keyword_filter_rebuilds",
+            "Times the running trap set's AVX-512 keyword filter has rebuilt itself from the "
+            "traffic (0 until it has scanned 256 KiB; 12 once tuned; 0 throughout with "
+            "traps.tune_filter false or without AVX-512 VBMI).",
+            registry=r,
+        )
         self.limiter_decisions = Counter(
             "godel_limiter_decisions",
             "Limiter decisions, by who decided (redis, local, open, closed: the last two are the "

@@ -64,6 +64,7 @@ def build_pipeline(
     """The pipeline for ``settings``; ``keyring`` holds the fetched keys it needs (if any)."""
     traps = TrapSet.from_settings(settings.traps)
     metrics.rules_loaded.set(len(traps))
+    metrics.keyword_filter_rebuilds.set_function(lambda: traps.filter_rebuilds)
     log.info("traps compiled rules=%d prefilter=%s", len(traps), traps.prefilter)
     limiter = make_limiter(settings.limiter, metrics, keyring)
     return Pipeline(settings, traps, limiter, metrics, build_redactor(settings, keyring))
@@ -148,6 +149,7 @@ class GodelServer:
             self.pipeline.reload(merged, traps, redactor)
             self.settings = merged
             self.metrics.rules_loaded.set(len(traps))
+            self.metrics.keyword_filter_rebuilds.set_function(lambda: traps.filter_rebuilds)
             self.metrics.config_reloads.labels("ok").inc()
             if kept:
                 log.warning("reload: %s changed and take effect on restart", ", ".join(kept))

@@ -17,6 +17,8 @@ import pytest
 
 from ext_proc import _native_traps as native
 from ext_proc.config import settings_from_mapping
+from ext_proc.metrics import Metrics
+from ext_proc.server import build_pipeline
 from ext_proc.traps import TrapSet, load_rule_pack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,3 +135,25 @@ def test_setting_turns_filter_tuning_off() -> None:
         time.sleep(0.05)
     assert on.filter_rebuilds == (native.FILTER_TUNING_ROUNDS if cpu_has_vbmi() else 0)
     assert off.filter_rebuilds == 0
+
+
+def test_metric_follows_filter_rebuilds() -> None:
+    metrics = Metrics()
+    pipeline = build_pipeline(settings_from_mapping({}, env={}), metrics)
+
+    def shown() -> float | None:
+        return metrics.registry.get_sample_value("godel_keyword_filter_rebuilds")
+
+    assert shown() == 0
+    traffic = list(corpus.benign_documents(5, 4 * 1024 * 1024))
+    deadline = time.monotonic() + 120
+    while (
+        pipeline.traps.filter_rebuilds < native.FILTER_TUNING_ROUNDS
+        and cpu_has_vbmi()
+        and time.monotonic() < deadline
+    ):
+        for doc in traffic:
+            pipeline.inspect(doc)
+        time.sleep(0.05)
+    assert shown() == pipeline.traps.filter_rebuilds
+    assert shown() == (native.FILTER_TUNING_ROUNDS if cpu_has_vbmi() else 0)
