@@ -242,8 +242,9 @@ class TrapSettings(_Section):
         description="Let the AVX-512 keyword filter learn from the first 3 MiB it scans and "
         "rebuild itself (every 256 KiB, on a background thread) so that the words the traffic "
         "repeats stop raising false alarms. Findings are the same either way. While it learns, "
-        "it keeps 8-byte pieces of scanned text that it flagged wrongly in memory (at most "
-        "512 KiB, never logged, zeroed after the last rebuild); false turns that off.",
+        "it keeps the 8-byte pieces of scanned text where it raised a false alarm in memory "
+        "(at most 512 KiB per trap; never logged; zeroed when dropped and after the last "
+        "rebuild); false turns that off.",
     )
 
 

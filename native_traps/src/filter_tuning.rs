@@ -118,21 +118,31 @@ impl TunedTeddy {
         self.learn(data.len(), &misses);
     }
 
-    /// Keep what one scan noted; start a rebuild when a round is complete.
-    fn learn(&self, scanned: usize, misses: &Misses) {
+    /// Keep what one scan of `len` bytes noted; start a rebuild when a
+    /// round is complete.
+    fn learn(&self, len: usize, misses: &Misses) {
         let shared = &self.shared;
-        // A poisoned lock means a rebuild panicked: stop learning, keep
-        // scanning with the filter there is.
         let Ok(mut learning) = shared.learning.lock() else {
-            shared.done.store(true, Ordering::Relaxed);
+            shared.finish();
             return;
         };
-        let room = MAX_WORDS.saturating_sub(learning.tuning.words.len());
-        learning.tuning.words.extend(misses.words.iter().take(room));
-        let scanned = u64::try_from(scanned).unwrap_or(u64::MAX);
+        // A scan that began before the last rebuild ended keeps nothing.
+        if learning.round >= ROUNDS {
+            return;
+        }
+        let noted = &mut learning.tuning.words;
+        if noted.capacity() == 0 {
+            // All the room at once: no reallocation leaves a copy behind.
+            noted.reserve_exact(MAX_WORDS);
+        }
+        let room = MAX_WORDS.saturating_sub(noted.len());
+        noted.extend(misses.words.iter().take(room));
+        // Only the bytes whose false alarms were all noted count as scanned,
+        // so that the sampled flag rate is not diluted.
+        let scanned = u64::try_from(misses.covered(len)).unwrap_or(u64::MAX);
         learning.tuning.scanned = learning.tuning.scanned.saturating_add(scanned);
         learning.round_scanned = learning.round_scanned.saturating_add(scanned);
-        if learning.busy || learning.round_scanned < ROUND_BYTES || learning.round >= ROUNDS {
+        if learning.busy || learning.round_scanned < ROUND_BYTES {
             return;
         }
         learning.busy = true;
@@ -142,42 +152,53 @@ impl TunedTeddy {
         let worker = Arc::clone(shared);
         let started = std::thread::Builder::new()
             .name("godel-filter-tuning".into())
-            .spawn(move || worker.rebuild(round, tuning));
+            .spawn(move || worker.rebuild(round, &tuning));
         if started.is_err() {
             // No thread to spare: keep the filter there is.
-            shared.done.store(true, Ordering::Relaxed);
-            if let Ok(mut learning) = shared.learning.lock() {
-                forget(std::mem::take(&mut learning.tuning));
-            }
+            shared.finish();
         }
     }
 }
 
 impl Shared {
     /// Build round `round`'s filter from `tuning` (on its own thread).
-    fn rebuild(&self, round: usize, tuning: Tuning) {
-        let rebuilt = self.first.tuned(&self.keywords, &tuning);
-        forget(tuning);
+    fn rebuild(&self, round: usize, tuning: &Tuning) {
+        let rebuilt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.first.tuned(&self.keywords, tuning)
+        }));
+        let Ok(rebuilt) = rebuilt else {
+            // A bug (or no memory): stop learning, keep the filter there is.
+            self.finish();
+            return;
+        };
         // Only the thread that set `busy` builds this round.
         let _ = self.rounds[round].set(rebuilt);
         let Ok(mut learning) = self.learning.lock() else {
-            self.done.store(true, Ordering::Relaxed);
+            self.finish();
             return;
         };
         learning.busy = false;
         learning.round = round + 1;
-        learning.round_scanned = 0;
+        // Bytes scanned while this round was built count for the next.
+        learning.round_scanned = learning.round_scanned.saturating_sub(ROUND_BYTES);
         if learning.round >= ROUNDS {
-            forget(std::mem::take(&mut learning.tuning));
-            self.done.store(true, Ordering::Relaxed);
+            drop(learning);
+            self.finish();
         }
     }
-}
 
-/// Overwrite the noted words before their memory is freed.
-fn forget(mut tuning: Tuning) {
-    tuning.words.fill(0);
-    std::hint::black_box(&tuning.words);
+    /// Learning is over: note nothing more, and zero what was noted.
+    fn finish(&self) {
+        self.done.store(true, Ordering::Relaxed);
+        let mut learning = match self.learning.lock() {
+            Ok(learning) => learning,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        learning.round = ROUNDS;
+        learning.busy = false;
+        // Dropping the notes zeroes them (see `Tuning`'s `Drop`).
+        learning.tuning = Tuning::default();
+    }
 }
 
 #[cfg(test)]
@@ -274,6 +295,24 @@ mod tests {
             got.sort_unstable();
             assert_eq!(got, occurrences(&ac, probe));
         }
+    }
+
+    #[test]
+    fn nothing_is_kept_once_learning_is_over() {
+        if !keyword_teddy::supported() {
+            return;
+        }
+        let filter = TunedTeddy::new(&keywords(), true).expect("supported");
+        let mut misses = Misses::new(8);
+        misses.words.extend([1, 2, 3]);
+        filter.learn(4096, &misses);
+        assert_eq!(noted(&filter), 3);
+        // A scan that read `done` before the last rebuild ended, and
+        // reports after it: its notes are not kept.
+        filter.shared.finish();
+        filter.learn(4096, &misses);
+        assert_eq!(noted(&filter), 0);
+        assert_eq!(filter.rounds_done(), 0);
     }
 
     #[test]

@@ -119,9 +119,10 @@ fn group_count<const LANES: usize>(
     if anchors.is_empty() {
         return (Vec::new(), 0.0);
     }
+    let sample = noted.map(|n| Sample::new(n, LANES));
     let mut best: Option<(f64, Vec<Group<LANES>>, f64)> = None;
     for count in 1..=MAX_GROUPS {
-        let (groups, seen_rate) = assign_buckets::<LANES>(anchors, count, noted);
+        let (groups, seen_rate) = assign_buckets::<LANES>(anchors, count, sample.as_ref());
         let rate = RATE_BIAS * odds.flag_rate(&groups) + seen_rate;
         #[allow(clippy::cast_precision_loss)] // small counts
         let cost = (count * LANES) as f64 * LOOKUP_CYCLES / BLOCK as f64 + rate * FLAG_CYCLES;
@@ -551,6 +552,20 @@ pub struct Tuning {
     pub scanned: u64,
 }
 
+/// The words are pieces of traffic: zeroed before their memory is freed.
+impl Drop for Tuning {
+    fn drop(&mut self) {
+        zero(&mut self.words);
+    }
+}
+
+/// Overwrite `words` (pieces of traffic) before their memory is freed or
+/// reused.
+pub(crate) fn zero(words: &mut [u64]) {
+    words.fill(0);
+    std::hint::black_box(&*words);
+}
+
 /// Counts only: the words are pieces of traffic.
 impl std::fmt::Debug for Tuning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -562,10 +577,14 @@ impl std::fmt::Debug for Tuning {
 }
 
 /// Input words at flagged positions where no anchor was (false alarms of
-/// the SIMD step), noted during one scan for a [`Tuning`], up to a limit.
+/// the SIMD step), noted during one scan for a [`Tuning`], up to a limit,
+/// and how far into the input the noting went.
 pub struct Misses {
     pub words: Vec<u64>,
     limit: usize,
+    /// Where noting ended short of the input's end: the position of the
+    /// word that reached the limit, or where the scan was told to stop.
+    noted_to: Option<usize>,
 }
 
 /// Counts only: the words are pieces of traffic.
@@ -574,7 +593,14 @@ impl std::fmt::Debug for Misses {
         f.debug_struct("Misses")
             .field("words", &self.words.len())
             .field("limit", &self.limit)
+            .field("noted_to", &self.noted_to)
             .finish()
+    }
+}
+
+impl Drop for Misses {
+    fn drop(&mut self) {
+        zero(&mut self.words);
     }
 }
 
@@ -582,15 +608,31 @@ impl Misses {
     /// Note at most `limit` words (0: note none).
     pub fn new(limit: usize) -> Self {
         Self {
-            words: Vec::new(),
+            // Room for a small limit up front: no reallocation leaves a
+            // copy of the words behind.
+            words: Vec::with_capacity(limit.min(256)),
             limit,
+            noted_to: None,
         }
     }
 
-    fn note(&mut self, word: u64) {
+    /// The bytes of an input of `len` bytes whose false alarms were all
+    /// noted: `len` unless the limit was reached or the scan stopped early.
+    pub fn covered(&self, len: usize) -> usize {
+        self.noted_to.map_or(len, |at| at.min(len))
+    }
+
+    fn note(&mut self, word: u64, at: usize) {
         if self.words.len() < self.limit {
             self.words.push(word);
+            if self.words.len() == self.limit {
+                self.noted_to = Some(at + 1);
+            }
         }
+    }
+
+    fn stopped(&mut self, at: usize) {
+        self.noted_to.get_or_insert(at);
     }
 }
 
@@ -613,7 +655,7 @@ impl Noted {
         sorted.sort_unstable();
         let mut words: Vec<u64> = Vec::new();
         let mut counts: Vec<u32> = Vec::new();
-        for w in sorted {
+        for &w in &sorted {
             match (words.last(), counts.last_mut()) {
                 (Some(&last), Some(count)) if last == w => *count += 1,
                 _ => {
@@ -622,6 +664,7 @@ impl Noted {
                 }
             }
         }
+        zero(&mut sorted);
         #[allow(clippy::cast_precision_loss)] // byte counts far below 2^52
         let scanned = tuning.scanned as f64;
         Some(Self {
@@ -629,6 +672,12 @@ impl Noted {
             counts,
             scanned,
         })
+    }
+}
+
+impl Drop for Noted {
+    fn drop(&mut self) {
+        zero(&mut self.words);
     }
 }
 
@@ -669,20 +718,27 @@ impl<'n> Sample<'n> {
     }
 }
 
+/// The bit sets spell the words out: zeroed too.
+impl Drop for Sample<'_> {
+    fn drop(&mut self) {
+        zero(&mut self.bits);
+    }
+}
+
 /// The buckets for `anchors` (all of one [`Class`]), as `groups` groups of
 /// lookup tables for the first `LANES` anchor positions, and the share of
-/// scanned positions that the `noted` words say they would flag (0
-/// without them). Greedy: the anchors most likely to be flagged on their own
+/// scanned positions that the `sample` of noted words says they would
+/// flag (0 without one). Greedy: the anchors most likely to be flagged on their own
 /// go first, each into the bucket whose estimated flag rate (product over
-/// the positions of the accepted bytes' weight) grows least. With noted
-/// words, among the [`SHORTLIST`] buckets that estimate likes best, the one
+/// the positions of the accepted bytes' weight) grows least. With a
+/// sample, among the [`SHORTLIST`] buckets that estimate likes best, the one
 /// whose estimate plus the sampled words it would newly accept (per byte
 /// scanned) grows least: text full of `support` and `developer` then stops
 /// meeting a bucket that accepts `s`, `u`, `p`... in its places.
 fn assign_buckets<const LANES: usize>(
     anchors: &[&[u8]],
     groups: usize,
-    noted: Option<&Noted>,
+    sample: Option<&Sample<'_>>,
 ) -> (Vec<Group<LANES>>, f64) {
     let weight = folded_weights();
     let own_rate = |anchor: &[u8]| -> f64 {
@@ -695,9 +751,8 @@ fn assign_buckets<const LANES: usize>(
     order.sort_by(|x, y| own_rate(y).total_cmp(&own_rate(x)));
     let mut accepted = vec![[[false; 64]; LANES]; buckets];
     let mut rate = vec![[0.0f64; LANES]; buckets];
-    let sample = noted.map(|n| Sample::new(n, LANES));
-    let scanned = noted.map_or(1.0, |n| n.scanned);
-    let words = sample.as_ref().map_or(0, |s| s.words);
+    let scanned = sample.map_or(1.0, |s| s.noted.scanned);
+    let words = sample.map_or(0, |s| s.words);
     // Per bucket: the sampled words each lane accepts, and how many words
     // every lane accepts.
     let mut lanes_accept = vec![vec![0u64; LANES * words]; buckets];
@@ -720,7 +775,7 @@ fn assign_buckets<const LANES: usize>(
                 .product();
             with - rate[bucket].iter().product::<f64>()
         };
-        let bucket = match &sample {
+        let bucket = match sample {
             None => (0..buckets)
                 .min_by(|&x, &y| grown(x).total_cmp(&grown(y)))
                 .unwrap_or(0),
@@ -744,7 +799,7 @@ fn assign_buckets<const LANES: usize>(
                 bucket
             }
         };
-        if let Some(sample) = &sample {
+        if let Some(sample) = sample {
             for k in 0..LANES {
                 let lane = &mut lanes_accept[bucket][k * words..][..words];
                 match anchor.get(k) {
@@ -974,7 +1029,10 @@ impl KeywordTeddy {
         self.flag_rate
     }
 
-    /// Positions of `data` that the SIMD step flags (for tests).
+    /// For tests: positions of `data` that the SIMD step flagged where no
+    /// anchor was (what tuning can remove), plus the occurrences reported.
+    /// Not every flagged position: an anchor without its keyword, and a
+    /// repeat of the last spent word, count for nothing here.
     #[cfg(test)]
     pub(crate) fn flags(&self, data: &[u8]) -> usize {
         let mut misses = Misses::new(usize::MAX);
@@ -1103,7 +1161,7 @@ impl KeywordTeddy {
                 }
             }
             if !anchored {
-                misses.note(word);
+                misses.note(word, at);
             }
             if spent {
                 seen.spent_word = Some(word);
@@ -1154,6 +1212,7 @@ impl KeywordTeddy {
             // SAFETY: the bound above keeps all eight loads inside `data`.
             let positions = unsafe { self.block::<INPUTS>(data.as_ptr().add(base), u64::MAX) };
             if positions != 0 && !self.confirm(data, base, positions, &mut seen, found, misses) {
+                misses.stopped(base + BLOCK);
                 return;
             }
             base += BLOCK;
@@ -1181,6 +1240,7 @@ impl KeywordTeddy {
             if positions != 0
                 && !self.confirm(data, base + offset, positions, &mut seen, found, misses)
             {
+                misses.stopped(base + offset + BLOCK);
                 return;
             }
             offset += BLOCK;
@@ -1309,6 +1369,53 @@ mod tests {
             (ANCHOR, Some(&tuning)),
         ]
         .map(|(width, tuning)| KeywordTeddy::build_with(keywords, &[width], tuning))
+    }
+
+    #[test]
+    fn sample_counts_each_noted_word_once_per_note() {
+        // 70 distinct words (not a multiple of 64), some noted many times.
+        let mut rng = XorShift(0xC0FF_EE11);
+        let distinct: Vec<u64> = (0..70)
+            .map(|_| u64::from_le_bytes(std::array::from_fn(|_| b"abcdeXYZ_-"[rng.below(10)])))
+            .collect();
+        let mut words = Vec::new();
+        for (i, &w) in distinct.iter().enumerate() {
+            words.extend(std::iter::repeat_n(w, 1 + i % 4));
+        }
+        let total = words.len() as u64;
+        let tuning = Tuning { words, scanned: 1 };
+        let noted = Noted::new(&tuning).expect("words noted");
+        assert_eq!(noted.words.len(), 70);
+        let sample = Sample::new(&noted, ANCHOR);
+        let none_yet = vec![0u64; ANCHOR * sample.words];
+        // An empty anchor accepts every word: all notes, and no padding bit.
+        assert_eq!(accepted_words::<ANCHOR>(&sample, &none_yet, b""), total);
+        for anchor in [&b"ab"[..], b"XYZ", b"a_c-e", b"abcdeXYZ"] {
+            let want: u64 = tuning
+                .words
+                .iter()
+                .filter(|w| {
+                    let bytes = w.to_le_bytes();
+                    anchor.iter().zip(bytes).all(|(&a, b)| fold(a) == fold(b))
+                })
+                .count() as u64;
+            assert_eq!(accepted_words::<ANCHOR>(&sample, &none_yet, anchor), want);
+        }
+    }
+
+    #[test]
+    fn misses_say_how_far_noting_went() {
+        let mut misses = Misses::new(2);
+        misses.note(1, 10);
+        assert_eq!(misses.covered(100), 100);
+        misses.note(2, 20);
+        misses.note(3, 30);
+        assert_eq!(misses.words, [1, 2]);
+        assert_eq!(misses.covered(100), 21);
+        let mut stopped = Misses::new(64);
+        stopped.stopped(128);
+        assert_eq!(stopped.covered(4096), 128);
+        assert_eq!(stopped.covered(100), 100);
     }
 
     #[test]
