@@ -91,7 +91,7 @@ fuzz_target!(|data: &[u8]| {
             .windows(8)
             .map(|w| u64::from_le_bytes(w.try_into().expect("eight bytes")))
             .collect();
-        for words in [misses.words, every] {
+        for words in [std::mem::take(&mut misses.words), every] {
             let tuning = Tuning {
                 words,
                 scanned: haystack.len() as u64 + 1,
