@@ -385,8 +385,13 @@ impl Seen {
 pub struct KeywordTeddy {
     /// The groups of short anchors (see [`Group`]).
     short_groups: Vec<Group<SHORT>>,
-    /// The groups of middle anchors.
+    /// The groups of middle anchors that need all seven lookups.
     middle_groups: Vec<Group<MIDDLE>>,
+    /// The groups of middle anchors whose last one or two lookups would
+    /// accept every byte for every bucket in use (all their anchors have
+    /// six or five bytes), without those lookups (see [`trimmed`]).
+    six_groups: Vec<Group<6>>,
+    five_groups: Vec<Group<5>>,
     /// The groups of long anchors.
     long_groups: Vec<Group<ANCHOR>>,
     /// Keywords whose anchor has four bytes or more, by the hash of the
@@ -876,6 +881,19 @@ fn accepted_words<const LANES: usize>(sample: &Sample, lanes: &[u64], anchor: &[
     count
 }
 
+/// `group` without its lookups from `KEEP` on, when each of those accepts
+/// every byte for every bucket that is in use (has a member): an AND with
+/// them changes nothing. The greedy fills middle groups mostly by anchor
+/// length, so groups of five-byte anchors are common (on the built-in
+/// packs, four of six middle groups; none needed the seventh lookup).
+fn trimmed<const LANES: usize, const KEEP: usize>(group: &Group<LANES>) -> Option<Group<KEEP>> {
+    let in_use = group[0].iter().fold(0u8, |acc, &bits| acc | bits);
+    group[KEEP..]
+        .iter()
+        .all(|table| table.iter().all(|&bits| bits & in_use == in_use))
+        .then(|| std::array::from_fn(|k| group[k]))
+}
+
 impl KeywordTeddy {
     /// Build the filter for `keywords` (each non-empty), or `None` when the
     /// CPU lacks AVX-512 VBMI. Keyword ids in
@@ -1007,9 +1025,21 @@ impl KeywordTeddy {
                 }
             }
         }
+        let (mut five_groups, mut six_groups, mut seven) = (Vec::new(), Vec::new(), Vec::new());
+        for group in middle_groups {
+            if let Some(five) = trimmed::<MIDDLE, 5>(&group) {
+                five_groups.push(five);
+            } else if let Some(six) = trimmed::<MIDDLE, 6>(&group) {
+                six_groups.push(six);
+            } else {
+                seven.push(group);
+            }
+        }
         Self {
             short_groups,
-            middle_groups,
+            middle_groups: seven,
+            six_groups,
+            five_groups,
             long_groups,
             full: Index::new(full),
             short: Index::new(short),
@@ -1183,7 +1213,11 @@ impl KeywordTeddy {
         found: &mut impl FnMut(usize, usize) -> Then,
         misses: &mut Misses,
     ) {
-        if self.middle_groups.is_empty() && self.long_groups.is_empty() {
+        if self.middle_groups.is_empty()
+            && self.six_groups.is_empty()
+            && self.five_groups.is_empty()
+            && self.long_groups.is_empty()
+        {
             // SAFETY: as for this function.
             unsafe { self.scan_inputs::<SHORT>(data, found, misses) }
         } else {
@@ -1303,6 +1337,13 @@ impl KeywordTeddy {
             );
             _mm512_ternarylogic_epi64::<0x80>(three, lookup(&group[3], 3), lookup(&group[4], 4))
         };
+        for group in &self.five_groups {
+            any = _mm512_or_si512(any, first_five(group));
+        }
+        for group in &self.six_groups {
+            let five = first_five(group);
+            any = _mm512_ternarylogic_epi64::<0xF8>(any, five, lookup(&group[5], 5));
+        }
         for group in &self.middle_groups {
             let five = first_five(group);
             any = _mm512_or_si512(
@@ -1458,8 +1499,15 @@ mod tests {
         {
             let short = filter.short_groups.iter().flatten();
             let middle = filter.middle_groups.iter().flatten();
+            let six = filter.six_groups.iter().flatten();
+            let five = filter.five_groups.iter().flatten();
             let long = filter.long_groups.iter().flatten();
-            let tables: Vec<&Table> = short.chain(middle).chain(long).collect();
+            let tables: Vec<&Table> = short
+                .chain(middle)
+                .chain(six)
+                .chain(five)
+                .chain(long)
+                .collect();
             assert!(!tables.is_empty());
             for table in tables {
                 assert_eq!(std::ptr::from_ref(table) as usize % 64, 0);
@@ -1521,12 +1569,14 @@ mod tests {
             .collect();
         let filter = KeywordTeddy::new(&phrases).unwrap();
         assert!(filter.short_groups.is_empty() && !filter.long_groups.is_empty());
-        assert!(filter.middle_groups.is_empty());
+        assert!(filter.middle_groups.is_empty() && filter.five_groups.is_empty());
+        assert!(filter.six_groups.is_empty());
         // Token prefixes with rare bytes: four bytes are rare enough.
         let prefixes: Vec<String> = (0..60).map(|i| format!("q{i:02}x_")).collect();
         let filter = KeywordTeddy::new(&prefixes).unwrap();
         assert!(!filter.short_groups.is_empty() && filter.long_groups.is_empty());
-        assert!(filter.middle_groups.is_empty());
+        assert!(filter.middle_groups.is_empty() && filter.five_groups.is_empty());
+        assert!(filter.six_groups.is_empty());
     }
 
     #[test]
