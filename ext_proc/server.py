@@ -58,13 +58,18 @@ def build_redactor(settings: Settings, keyring: Keyring | None = None) -> Redact
     return Redactor(policy.redaction, key)
 
 
+def show_traps(metrics: Metrics, traps: TrapSet) -> None:
+    """Point the trap-set gauges at ``traps``, the set now running."""
+    metrics.rules_loaded.set(len(traps))
+    metrics.keyword_filter_rebuilds.set_function(lambda: traps.filter_rebuilds)
+
+
 def build_pipeline(
     settings: Settings, metrics: Metrics, keyring: Keyring | None = None
 ) -> Pipeline:
     """The pipeline for ``settings``; ``keyring`` holds the fetched keys it needs (if any)."""
     traps = TrapSet.from_settings(settings.traps)
-    metrics.rules_loaded.set(len(traps))
-    metrics.keyword_filter_rebuilds.set_function(lambda: traps.filter_rebuilds)
+    show_traps(metrics, traps)
     log.info("traps compiled rules=%d prefilter=%s", len(traps), traps.prefilter)
     limiter = make_limiter(settings.limiter, metrics, keyring)
     return Pipeline(settings, traps, limiter, metrics, build_redactor(settings, keyring))
@@ -148,8 +153,7 @@ class GodelServer:
             merged = new.model_copy(update={name: getattr(self.settings, name) for name in kept})
             self.pipeline.reload(merged, traps, redactor)
             self.settings = merged
-            self.metrics.rules_loaded.set(len(traps))
-            self.metrics.keyword_filter_rebuilds.set_function(lambda: traps.filter_rebuilds)
+            show_traps(self.metrics, traps)
             self.metrics.config_reloads.labels("ok").inc()
             if kept:
                 log.warning("reload: %s changed and take effect on restart", ", ".join(kept))

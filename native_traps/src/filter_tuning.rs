@@ -51,7 +51,6 @@ pub struct TunedTeddy {
 /// What the scans and the rebuilding thread share.
 #[derive(Debug)]
 struct Shared {
-    keywords: Vec<Vec<u8>>,
     first: KeywordTeddy,
     rounds: [OnceLock<KeywordTeddy>; ROUNDS],
     /// Set once learning is over (or off): scans note nothing.
@@ -77,7 +76,6 @@ impl TunedTeddy {
         let first = KeywordTeddy::new(keywords)?;
         Some(Self {
             shared: Arc::new(Shared {
-                keywords: keywords.iter().map(|k| k.as_ref().to_vec()).collect(),
                 first,
                 rounds: Default::default(),
                 done: AtomicBool::new(!learn),
@@ -163,9 +161,8 @@ impl TunedTeddy {
 impl Shared {
     /// Build round `round`'s filter from `tuning` (on its own thread).
     fn rebuild(&self, round: usize, tuning: &Tuning) {
-        let rebuilt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.first.tuned(&self.keywords, tuning)
-        }));
+        let rebuilt =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.first.tuned(tuning)));
         let Ok(rebuilt) = rebuilt else {
             // A bug (or no memory): stop learning, keep the filter there is.
             self.finish();

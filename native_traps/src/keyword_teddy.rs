@@ -960,8 +960,22 @@ impl KeywordTeddy {
     /// [`Tuning`]). The answer is as exact as ever: tuning only moves which
     /// positions are flagged for comparison.
     #[must_use]
-    pub fn tuned<K: AsRef<[u8]>>(&self, keywords: &[K], tuning: &Tuning) -> Self {
-        Self::build_with(keywords, &[self.width], Some(tuning))
+    pub fn tuned(&self, tuning: &Tuning) -> Self {
+        Self::build_with(&self.keywords(), &[self.width], Some(tuning))
+    }
+
+    /// The keywords (lowercased) in id order, read back from the index:
+    /// each has exactly one member.
+    fn keywords(&self) -> Vec<&[u8]> {
+        let mut members: Vec<&Member> = (self.full.members.iter())
+            .chain(&self.short.members)
+            .chain(&self.singles)
+            .collect();
+        members.sort_unstable_by_key(|m| m.keyword);
+        members
+            .iter()
+            .map(|m| &self.keyword_bytes[m.offset as usize..(m.offset + m.len) as usize])
+            .collect()
     }
 
     /// [`Self::build`] choosing among anchor widths `widths` only.
@@ -1442,6 +1456,20 @@ mod tests {
                 .count() as u64;
             assert_eq!(accepted_words::<ANCHOR>(&sample, &none_yet, anchor), want);
         }
+    }
+
+    #[test]
+    fn keywords_read_back_in_id_order() {
+        if !supported() {
+            return;
+        }
+        let keywords = ["X", "ab", "Tel", "ghp_", "Developer Mode", "x", "sk_live_"];
+        let filter = KeywordTeddy::new(&keywords).expect("supported");
+        let lowered: Vec<Vec<u8>> = keywords
+            .iter()
+            .map(|k| k.to_ascii_lowercase().into())
+            .collect();
+        assert_eq!(filter.keywords(), lowered);
     }
 
     #[test]

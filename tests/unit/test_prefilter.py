@@ -7,9 +7,11 @@ On a CPU without VBMI both traps use the scalar filters and the comparison still
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,28 @@ def test_setting_turns_the_simd_filter_off() -> None:
     assert on.scan(body)
 
 
+@functools.cache
+def traffic() -> list[bytes]:
+    """4 MiB of benign documents: more than the filter learns from."""
+    return list(corpus.benign_documents(7, 4 * 1024 * 1024))
+
+
+def scan_until_tuned(
+    scans: Sequence[Callable[[bytes], object]], rebuilds: Callable[[], int]
+) -> None:
+    """Scan :func:`traffic` with each of ``scans`` until ``rebuilds()`` reaches
+    ``FILTER_TUNING_ROUNDS`` (rebuilds run on a thread of their own) or 120 s pass; at once on a
+    CPU without VBMI, where nothing tunes."""
+    deadline = time.monotonic() + 120
+    while (
+        rebuilds() < native.FILTER_TUNING_ROUNDS and cpu_has_vbmi() and time.monotonic() < deadline
+    ):
+        for doc in traffic():
+            for scan in scans:
+                scan(doc)
+        time.sleep(0.05)
+
+
 def test_filter_tunes_itself_without_changing_findings() -> None:
     """The AVX-512 filter rebuilds itself from the first 3 MiB it scans (on a thread of its
     own); the findings stay those of the scalar filter throughout. Off, it never does."""
@@ -94,22 +118,13 @@ def test_filter_tunes_itself_without_changing_findings() -> None:
     tuned = native.RegexTrap(rules)
     fixed = native.RegexTrap(rules, tune=False)
     scalar = native.RegexTrap(rules, simd=False)
-    traffic = list(corpus.benign_documents(7, 4 * 1024 * 1024))
     bodies = example_bodies(PACKS)
-    deadline = time.monotonic() + 120
-    rounds = 0
-    while tuned.filter_rebuilds < native.FILTER_TUNING_ROUNDS and cpu_has_vbmi():
-        for doc in traffic:
-            tuned.scan(doc)
-            fixed.scan(doc)
-        rounds += 1
-        assert time.monotonic() < deadline, f"{tuned.filter_rebuilds} rebuilds in {rounds} rounds"
-        time.sleep(0.05)  # a rebuild runs on its own thread
+    scan_until_tuned([tuned.scan, fixed.scan], lambda: tuned.filter_rebuilds)
     assert tuned.filter_rebuilds == (native.FILTER_TUNING_ROUNDS if cpu_has_vbmi() else 0)
     assert fixed.filter_rebuilds == 0
     assert scalar.filter_rebuilds == 0
     found = 0
-    for body in [*bodies, *traffic[:50]]:
+    for body in [*bodies, *traffic()[:50]]:
         want = [(f.rule_id, f.start, f.end) for f in scalar.scan(body)]
         assert [(f.rule_id, f.start, f.end) for f in tuned.scan(body)] == want, body[:200]
         assert [(f.rule_id, f.start, f.end) for f in fixed.scan(body)] == want, body[:200]
@@ -122,17 +137,7 @@ def test_setting_turns_filter_tuning_off() -> None:
     off = TrapSet.from_settings(
         settings_from_mapping({"traps": {"tune_filter": False}}, env={}).traps
     )
-    traffic = list(corpus.benign_documents(3, 4 * 1024 * 1024))
-    deadline = time.monotonic() + 120
-    while (
-        on.filter_rebuilds < native.FILTER_TUNING_ROUNDS
-        and cpu_has_vbmi()
-        and time.monotonic() < deadline
-    ):
-        for doc in traffic:
-            on.scan(doc)
-            off.scan(doc)
-        time.sleep(0.05)
+    scan_until_tuned([on.scan, off.scan], lambda: on.filter_rebuilds)
     assert on.filter_rebuilds == (native.FILTER_TUNING_ROUNDS if cpu_has_vbmi() else 0)
     assert off.filter_rebuilds == 0
 
@@ -145,15 +150,6 @@ def test_metric_follows_filter_rebuilds() -> None:
         return metrics.registry.get_sample_value("godel_keyword_filter_rebuilds")
 
     assert shown() == 0
-    traffic = list(corpus.benign_documents(5, 4 * 1024 * 1024))
-    deadline = time.monotonic() + 120
-    while (
-        pipeline.traps.filter_rebuilds < native.FILTER_TUNING_ROUNDS
-        and cpu_has_vbmi()
-        and time.monotonic() < deadline
-    ):
-        for doc in traffic:
-            pipeline.inspect(doc)
-        time.sleep(0.05)
+    scan_until_tuned([pipeline.inspect], lambda: pipeline.traps.filter_rebuilds)
     assert shown() == pipeline.traps.filter_rebuilds
     assert shown() == (native.FILTER_TUNING_ROUNDS if cpu_has_vbmi() else 0)

@@ -96,7 +96,7 @@ fuzz_target!(|data: &[u8]| {
                 words,
                 scanned: haystack.len() as u64 + 1,
             };
-            let tuned = teddy.tuned(&keywords, &tuning);
+            let tuned = teddy.tuned(&tuning);
             assert_eq!(present(|f| tuned.for_each_present(haystack, f)), expected);
             assert_eq!(
                 occurrences(|f| tuned.for_each_occurrence(haystack, f)),
