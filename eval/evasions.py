@@ -30,6 +30,8 @@ HOMOGLYPHS = {
     "X": "\u03a7", "Y": "\u03a5", "Z": "\u0396",
 }  # fmt: skip
 LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7", "g": "9", "l": "1"}
+# What a space between words becomes under the white-space evasion.
+SPACE_RUNS = ("  ", "\t", " \t ", "\u00a0\u00a0", "\u2003")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,11 @@ def _leet(rng: random.Random, s: str) -> str:
     return "".join(LEET[c.lower()] if c.lower() in LEET and rng.random() < 0.6 else c for c in s)
 
 
+def _white_space(rng: random.Random, s: str) -> str:
+    """Every space as a run of other white space (two spaces, a tab, no-break or em spaces)."""
+    return "".join(rng.choice(SPACE_RUNS) if c == " " else c for c in s)
+
+
 EVASIONS: tuple[Evasion, ...] = (
     Evasion("base64", "payload base64-encoded", None, _base64),
     Evasion("hex", "payload as lowercase hex of its UTF-8 bytes", None, _hex),
@@ -104,6 +111,12 @@ EVASIONS: tuple[Evasion, ...] = (
     Evasion("fullwidth", "ASCII letters and digits as fullwidth forms", None, _fullwidth),
     Evasion("homoglyph", "some Latin letters as Cyrillic/Greek look-alikes", None, _homoglyph),
     Evasion("leetspeak", "letters as digits (a->4, e->3 ...)", frozenset({"injection"}), _leet),
+    Evasion(
+        "white-space",
+        "spaces between words as tabs, double or no-break spaces",
+        frozenset({"injection"}),
+        _white_space,
+    ),
 )
 
 

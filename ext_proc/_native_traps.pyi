@@ -5,7 +5,7 @@ released while a scan runs, and every regex runs in linear time.
 """
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, final
+from typing import Any, Final, Literal, final
 
 __all__ = [
     "FILTER_TUNING_ROUNDS",
@@ -22,6 +22,7 @@ __all__ = [
     "TrapError",
     "ViewEntropyFinding",
     "decompress",
+    "keyword_coverage",
     "scan_all",
 ]
 
@@ -148,6 +149,21 @@ def scan_all(
     regex: RegexTrap, entropy: EntropyTrap | None, data: bytes
 ) -> tuple[list[Finding], list[EntropyFinding]]:
     """Run both traps over ``data`` in one release of the GIL."""
+
+def keyword_coverage(
+    rule_id: str,
+    pattern: str,
+    keywords: list[str],
+    *,
+    case_insensitive: bool = False,
+    left_out: bytes | None = None,
+) -> tuple[Literal["covered", "gap", "unknown"], bytes | None]:
+    """Whether every string ``pattern`` can match holds one of ``keywords`` (ASCII
+    case-insensitive; a space in a keyword stands for any run of white space; ``\\b`` first
+    for a word start), leaving out strings with a byte of ``left_out`` and those with the
+    Unicode case-fold lookalikes U+017F and U+212A. ``("gap", body)`` gives a shortest body
+    that matches without a keyword; ``("unknown", None)`` means the search gave up.
+    Raises ``RuleError`` for an invalid pattern or empty keywords."""
 
 def _panic_for_tests() -> None:
     """Panic in native code; raises ``InternalError`` (a test hook)."""

@@ -9,6 +9,7 @@ one list of :class:`Finding` with byte spans into the scanned bytes. Native erro
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -21,7 +22,7 @@ from ext_proc import _native_traps as native
 from ext_proc.config import TrapSettings
 from ext_proc.errors import BodyDecodeError, RulePackError
 
-__all__ = ["Finding", "RulePack", "TrapSet", "load_rule_pack"]
+__all__ = ["Finding", "RulePack", "TrapSet", "check_keyword_coverage", "load_rule_pack"]
 
 _NATIVE_KEYS = (
     "id",
@@ -122,6 +123,55 @@ def load_rule_pack(spec: str) -> RulePack:
     return RulePack(name=name, source=source, rules=tuple(rules), examples=examples)
 
 
+# Bytes the leetspeak view folds to letters: an injection rule's matches that hold them are left
+# to that view, which the same rules scan (see the keyword coverage check below).
+_LEET_BYTES = b"0134579@$"
+
+
+@functools.lru_cache(maxsize=4096)
+def _coverage(
+    rule_id: str, pattern: str, keywords: tuple[str, ...], case_insensitive: bool, left_out: bytes
+) -> tuple[str, bytes | None]:
+    return native.keyword_coverage(
+        rule_id, pattern, list(keywords), case_insensitive=case_insensitive, left_out=left_out
+    )
+
+
+def check_keyword_coverage(pack: RulePack) -> None:
+    """Raise :class:`RulePackError` when a rule's keywords miss some of its matches.
+
+    A rule's regex runs only on bodies where one of its keywords occurs, so a match without a
+    keyword would pass unseen. The native check searches the pattern for such a match and the
+    error shows the shortest one found, so the author sees which keyword to add. Matches that
+    hold the lookalike letters U+017F or U+212A (the canonical view turns them into ``s`` and
+    ``k``) or, for injection rules, leetspeak digits (the leet view folds them) are left out.
+    A pattern too large to search completes silently: the check is a help, not a gate.
+    """
+    for rule in pack.rules:
+        keywords = tuple(rule.get("keywords") or ())
+        if not keywords:
+            continue
+        left_out = _LEET_BYTES if rule.get("category") == LEET_CATEGORY else b""
+        try:
+            status, example = _coverage(
+                str(rule["id"]),
+                str(rule["pattern"]),
+                keywords,
+                bool(rule.get("case_insensitive")),
+                left_out,
+            )
+        except native.TrapError as exc:
+            raise RulePackError(f"{pack.source}: {exc}") from None
+        if status == "gap" and example is not None:
+            shown = example.decode("utf-8", "backslashreplace")
+            raise RulePackError(
+                f"{pack.source}: rule {rule['id']}: keywords: the pattern matches {shown!r}, "
+                "which holds none of them, so such a match would never be searched for; add a "
+                "keyword that every match holds (a space in a keyword stands for any run of "
+                "white space)"
+            )
+
+
 class TrapSet:
     """The compiled traps of one process: a regex rule set and, optionally, the entropy trap."""
 
@@ -132,6 +182,10 @@ class TrapSet:
             self._regex = native.RegexTrap(rules, simd=settings.simd, tune=settings.tune_filter)
         except native.TrapError as exc:
             raise RulePackError(f"{sources}: {exc}") from None
+        # The built-in packs are checked by the test suite; a file pack at every load.
+        for pack in packs:
+            if not pack.source.startswith("builtin:"):
+                check_keyword_coverage(pack)
         ent = settings.entropy
         self._entropy: native.EntropyTrap | None = None
         if ent.enabled:

@@ -1,7 +1,8 @@
 //! Which bytes of a 64-byte block belong to a class, as a 64-bit mask
 //! (bit `j` for byte `j`), the masks of a whole body ([`masks`]), where
-//! long runs of set bits start in such masks ([`run_starts`]), and whether
-//! two set bits lie close ([`close_pair`]).
+//! long runs of set bits start in such masks ([`run_starts`]), whether
+//! two set bits lie close ([`close_pair`]), and a copy of a body with its
+//! runs of ASCII white space squeezed to one space ([`squeeze_spaces`]).
 //!
 //! Where the CPU has AVX-512 BW (checked at run time), [`masks`] takes a
 //! block in one register: one subtraction and one unsigned comparison per
@@ -14,8 +15,9 @@
 //! instructions per 16 bytes, against several per byte for the loop the
 //! compiler makes of the scalar definition. With [`crate::keyword_teddy`],
 //! this module holds the crate's only `unsafe` code: SSE2 and AVX-512
-//! intrinsics, unaligned loads that lie inside the slice they read, and
-//! masked loads of a block's tail that read only its bytes.
+//! intrinsics, unaligned loads that lie inside the slice they read,
+//! masked loads of a block's tail that read only its bytes, and compressed
+//! stores into a vector's spare capacity that end inside it.
 #![allow(unsafe_code)]
 
 /// A class of bytes, for [`masks`].
@@ -533,6 +535,80 @@ fn portable(block: &[u8; 64], first: u8, last: u8) -> u64 {
     })
 }
 
+/// Write to `out` (cleared first) `data` with every run of ASCII white
+/// space (tab, line feed, vertical tab, form feed, carriage return, space)
+/// replaced by one space, and return `true`; or return `false`, `out`
+/// empty, where the CPU lacks AVX-512 VBMI2 (the caller then does it byte
+/// by byte). Per 64-byte block: the white space mask, the first byte of
+/// each run kept, white space turned into spaces, and one compressed store
+/// of the kept bytes.
+pub fn squeeze_spaces(data: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512bw") && std::is_x86_feature_detected!("avx512vbmi2") {
+        // SAFETY: the CPU has AVX-512 F (implied by BW), BW and VBMI2.
+        unsafe { squeeze_spaces_avx512(data, out) };
+        return true;
+    }
+    let _ = data;
+    false
+}
+
+/// [`squeeze_spaces`] with AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, BW and VBMI2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
+unsafe fn squeeze_spaces_avx512(data: &[u8], out: &mut Vec<u8>) {
+    use std::arch::x86_64::{
+        __m512i, _mm512_cmpeq_epi8_mask, _mm512_cmple_epu8_mask, _mm512_loadu_si512,
+        _mm512_mask_compressstoreu_epi8, _mm512_mask_mov_epi8, _mm512_maskz_loadu_epi8,
+        _mm512_sub_epi8,
+    };
+    // The output is never longer than the input.
+    out.reserve(data.len());
+    let dst = out.as_mut_ptr();
+    let (tab, span, space) = (splat(b'\t'), splat(0x0D - b'\t'), splat(b' '));
+    let mut written = 0usize;
+    // Whether the byte before the block was white space.
+    let mut carry = 0u64;
+    let mut step = |v: __m512i, live: u64| {
+        let white = (_mm512_cmple_epu8_mask(_mm512_sub_epi8(v, tab), span)
+            | _mm512_cmpeq_epi8_mask(v, space))
+            & live;
+        let first = white & !((white << 1) | carry);
+        carry = white >> 63;
+        let keep = (live & !white) | first;
+        let squeezed = _mm512_mask_mov_epi8(v, white, space);
+        // SAFETY: `written + keep.count_ones()` never exceeds the bytes read
+        // so far, at most `data.len()`, the capacity reserved above; the
+        // store writes exactly the kept bytes, contiguously.
+        unsafe { _mm512_mask_compressstoreu_epi8(dst.add(written).cast(), keep, squeezed) };
+        written += keep.count_ones() as usize;
+    };
+    let mut blocks = data.chunks_exact(64);
+    for block in &mut blocks {
+        // SAFETY: 64 bytes inside `data`; no alignment needed.
+        step(
+            unsafe { _mm512_loadu_si512(block.as_ptr().cast()) },
+            u64::MAX,
+        );
+    }
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let live = (1u64 << tail.len()) - 1;
+        // SAFETY: the masked load touches only the tail's bytes.
+        step(
+            unsafe { _mm512_maskz_loadu_epi8(live, tail.as_ptr().cast()) },
+            live,
+        );
+    }
+    // SAFETY: the first `written` bytes were just initialised by the stores,
+    // and `written <= data.len() <= capacity`.
+    unsafe { out.set_len(written) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,6 +779,49 @@ mod tests {
                     assert_eq!(close_pair(&masks, gap), expected, "{len} words, gap {gap}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn squeezed_spaces_agree_with_the_bytewise_definition() {
+        let reference = |data: &[u8]| {
+            let mut out = Vec::new();
+            for &b in data {
+                let white = b == b' ' || (b'\t'..=0x0D).contains(&b);
+                if !white {
+                    out.push(b);
+                } else if out.last() != Some(&b' ') || !matches!(out.len(), n if n > 0) {
+                    out.push(b' ');
+                }
+            }
+            out
+        };
+        let pieces: [&[u8]; 9] = [
+            b" ",
+            b"  ",
+            b"\t",
+            b"\n",
+            b"\x0B\x0C\r",
+            b"ab",
+            b"x",
+            b"\xE2\x80",
+            b" .",
+        ];
+        let mut rng = crate::test_rng::XorShift(0xB10C_5EED);
+        let mut out = Vec::new();
+        let mut checked = 0;
+        for _ in 0..2000 {
+            let len = rng.below(90);
+            let body: Vec<u8> = (0..len)
+                .flat_map(|_| pieces[rng.below(pieces.len())].iter().copied())
+                .collect();
+            if squeeze_spaces(&body, &mut out) {
+                assert_eq!(out, reference(&body), "{body:?}");
+                checked += 1;
+            }
+        }
+        if checked == 0 {
+            eprintln!("skipped: this CPU has no AVX-512 VBMI2");
         }
     }
 }

@@ -17,6 +17,7 @@ mod digit_windows;
 pub mod entropy;
 pub mod error;
 pub mod filter_tuning;
+pub mod keyword_coverage;
 pub mod keyword_filter;
 pub mod keyword_teddy;
 pub mod normalize;
@@ -24,6 +25,7 @@ pub mod regex_trap;
 mod required_byte;
 pub mod rule;
 mod text_model;
+pub mod whitespace;
 
 #[cfg(test)]
 mod test_rng;

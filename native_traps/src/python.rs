@@ -597,6 +597,35 @@ fn scan_all(
     ))
 }
 
+/// Whether every string `pattern` matches holds one of `keywords` (see
+/// `keyword_coverage.rs`), leaving out strings with a byte of `left_out`:
+/// `("covered", None)`, `("gap", example)` with a shortest body that
+/// matches without a keyword, or `("unknown", None)` when the search was
+/// too large to finish.
+#[pyfunction]
+#[pyo3(signature = (rule_id, pattern, keywords, *, case_insensitive = false, left_out = None))]
+#[allow(clippy::needless_pass_by_value)] // PyO3 extracts a list into an owned Vec
+fn keyword_coverage(
+    py: Python<'_>,
+    rule_id: &str,
+    pattern: &str,
+    keywords: Vec<String>,
+    case_insensitive: bool,
+    left_out: Option<&[u8]>,
+) -> PyResult<(&'static str, Option<Vec<u8>>)> {
+    use crate::keyword_coverage::{check, Coverage};
+    let left_out = left_out.unwrap_or_default();
+    let result = detached(py, "keyword_coverage", || {
+        check(rule_id, pattern, case_insensitive, &keywords, left_out)
+    })?;
+    match result {
+        Ok(Coverage::Covered) => Ok(("covered", None)),
+        Ok(Coverage::Gap(example)) => Ok(("gap", Some(example))),
+        Ok(Coverage::Unknown) => Ok(("unknown", None)),
+        Err(e) => Err(to_py_err(py, &e)),
+    }
+}
+
 /// Panic inside the native module, to test that a bug surfaces as
 /// `InternalError` (not part of the API).
 #[pyfunction]
@@ -622,6 +651,7 @@ fn _native_traps(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEntropyFinding>()?;
     m.add_class::<PyEntropyTrap>()?;
     m.add_function(wrap_pyfunction!(scan_all, m)?)?;
+    m.add_function(wrap_pyfunction!(keyword_coverage, m)?)?;
     // `setattr`: a test hook, kept out of `__all__`.
     m.setattr("_panic_for_tests", wrap_pyfunction!(_panic_for_tests, m)?)?;
     crate::py_normalize::register(m)?;

@@ -39,6 +39,7 @@ use crate::filter_tuning::TunedTeddy;
 use crate::keyword_filter::{KeywordFilter, Then};
 use crate::required_byte::rarest_required;
 use crate::rule::{RuleSpec, WORD_START};
+use crate::whitespace::SpaceBuffers;
 
 /// Upper bound on the compiled size of one rule's regex program.
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -109,6 +110,9 @@ pub struct RegexTrap {
     /// (`\b` first, see [`RuleSpec::keywords`]): they become candidates
     /// only at an occurrence that starts a word.
     word_start_owners: Vec<Vec<usize>>,
+    /// Whether a keyword holds a space: then a body with other white space
+    /// is filtered with its white space collapsed (see `whitespace.rs`).
+    has_phrases: bool,
     /// Rules without keywords: always candidates.
     unconditional: Vec<usize>,
     /// Number of distinct rules that have at least one keyword.
@@ -192,6 +196,7 @@ impl RegexTrap {
                 }
             }
         }
+        let has_phrases = keywords.iter().any(|k| k.contains(' '));
         let prefilter = if keywords.is_empty() {
             None
         } else {
@@ -208,6 +213,7 @@ impl RegexTrap {
             prefilter,
             keyword_owners,
             word_start_owners,
+            has_phrases,
             unconditional,
             keyed_rule_count,
             batches,
@@ -259,13 +265,24 @@ impl RegexTrap {
     /// keyword present in `data` plus all rules without keywords, ascending.
     pub fn candidate_rules(&self, data: &[u8]) -> Vec<usize> {
         let mut candidates = Vec::new();
-        self.candidates_into(data, &mut Vec::new(), &mut candidates);
+        self.candidates_into(
+            data,
+            &mut Vec::new(),
+            &mut candidates,
+            &mut SpaceBuffers::default(),
+        );
         candidates
     }
 
     /// [`RegexTrap::candidate_rules`] written to `candidates` (cleared
     /// first), with `selected` as scratch space.
-    fn candidates_into(&self, data: &[u8], selected: &mut Vec<u64>, candidates: &mut Vec<usize>) {
+    fn candidates_into(
+        &self,
+        data: &[u8],
+        selected: &mut Vec<u64>,
+        candidates: &mut Vec<usize>,
+        spaces: &mut SpaceBuffers,
+    ) {
         // One bit per rule: walking the set bits at the end costs a word
         // per 64 rules, not a step per rule.
         selected.clear();
@@ -274,6 +291,12 @@ impl RegexTrap {
             selected[index / 64] |= 1 << (index % 64);
         }
         if let Some(prefilter) = &self.prefilter {
+            // A space in a keyword stands for any run of white space.
+            let data = if self.has_phrases {
+                spaces.collapsed(data)
+            } else {
+                data
+            };
             let mut keyed_selected = 0;
             // Every keyword present is reported, including one that starts
             // inside another (e.g. `ant-` inside `sk-ant-`).
@@ -355,12 +378,13 @@ impl RegexTrap {
             all_windows,
             searches,
             digit_buffers,
+            spaces,
         } = scratch;
         // Where each candidate searches: a digit-shaped rule only its
         // windows (none at all when no cluster of its digits occurs), unless
         // they cover most of the body. The digits are found at the first
         // such candidate and then shared.
-        self.candidates_into(data, selected, candidates);
+        self.candidates_into(data, selected, candidates, spaces);
         let tight_min = candidates
             .iter()
             .filter_map(|&index| self.rules[index].digit_shape?.tight_run_min())
@@ -455,6 +479,7 @@ struct Scratch {
     all_windows: Vec<Range<usize>>,
     searches: Vec<(usize, Search)>,
     digit_buffers: [DigitBuffers; Marker::ALL.len()],
+    spaces: SpaceBuffers,
 }
 
 impl Scratch {
@@ -470,6 +495,7 @@ impl Scratch {
                 .iter()
                 .map(DigitBuffers::heap_bytes)
                 .sum::<usize>()
+            + self.spaces.heap_bytes()
     }
 }
 
@@ -872,6 +898,43 @@ mod tests {
         assert_eq!(kept(mixed), vec![0, 2]);
         let single = vec![(0, Search::Windows(0..2)), (1, Search::Whole)];
         assert_eq!(kept(single), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_space_in_a_keyword_matches_any_run_of_white_space() {
+        for simd in [true, false] {
+            let trap = RegexTrap::compile_with(
+                vec![
+                    RuleSpec::new("stop", "c", Severity::Notice, r"(?i)stop\s+following")
+                        .with_keywords(["stop follow"]),
+                    RuleSpec::new("word", "c", Severity::Notice, r"(?i)no\s+longer")
+                        .with_keywords(["\\bno longer"]),
+                    RuleSpec::new("plain", "c", Severity::Notice, r"(?i)longer")
+                        .with_keywords(["longer"]),
+                ],
+                CompileOptions {
+                    simd,
+                    ..CompileOptions::default()
+                },
+            )
+            .unwrap();
+            let candidates = |data: &[u8]| trap.candidate_rules(data);
+            assert_eq!(candidates(b"stop following"), [0], "{simd}");
+            assert_eq!(candidates(b"STOP \t\r\n  Following"), [0]);
+            assert_eq!(candidates("stop\u{00A0}\u{2003}following".as_bytes()), [0]);
+            assert_eq!(candidates(b"stop, following"), Vec::<usize>::new());
+            // Word starts are judged in the collapsed text as in the body.
+            assert_eq!(candidates(b"no \n longer"), [1, 2]);
+            assert_eq!(candidates(b"piano\t longer"), [2]);
+            // Findings still point into the body as sent.
+            let body = b"please stop\n\tfollowing them";
+            let findings = trap.scan(body);
+            assert_eq!(findings.len(), 1);
+            assert_eq!(
+                &body[findings[0].start..findings[0].end],
+                b"stop\n\tfollowing"
+            );
+        }
     }
 
     #[test]

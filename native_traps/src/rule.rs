@@ -591,7 +591,11 @@ pub struct RuleSpec {
     /// the input or after a byte that is not an ASCII letter, digit or `_`
     /// (so `\bohne` is not found inside `Einwohner`). Use it only when
     /// every match of the pattern has such a byte, or the start, right before
-    /// the keyword.
+    /// the keyword. A space in a keyword matches any run of white space
+    /// (see [`crate::whitespace`]): `stop follow` is found in
+    /// `stop\tfollowing`.
+    /// Every string the pattern matches should hold a keyword; see
+    /// [`crate::keyword_coverage`] for the check.
     pub keywords: Vec<String>,
     /// Optional post-match check on the reported bytes.
     pub validator: Option<Validator>,
@@ -737,6 +741,21 @@ impl RuleSpec {
                 "keywords",
                 format!(
                     "keyword #{pos} is empty (an empty keyword would match every input; \\b needs text after it)"
+                ),
+            ));
+        }
+        if let Some((pos, _)) = self.keywords.iter().enumerate().find(|(_, k)| {
+            let text = k.strip_prefix(WORD_START).unwrap_or(k);
+            text.starts_with(' ')
+                || text.ends_with(' ')
+                || text.contains("  ")
+                || text.chars().any(|c| c != ' ' && c.is_whitespace())
+        }) {
+            return Err(TrapError::invalid_rule(
+                &self.id,
+                "keywords",
+                format!(
+                    "keyword #{pos}: a space in a keyword matches any run of white space, so write words apart by single spaces, with none at either end and no tab or line break"
                 ),
             ));
         }
@@ -896,7 +915,23 @@ mod tests {
 
         let r = base.clone().with_keywords(["ok", ""]);
         assert_eq!(r.validate().unwrap_err().field(), "keywords");
-        let r = base.with_keywords(["ok", "\\b"]);
+        let r = base.clone().with_keywords(["ok", "\\b"]);
         assert_eq!(r.validate().unwrap_err().field(), "keywords");
+        // Words apart by single spaces only.
+        for bad in [
+            " ok",
+            "ok ",
+            "stop  follow",
+            "stop\tfollow",
+            "\\b stop",
+            "a\u{a0}b",
+        ] {
+            let r = base.clone().with_keywords([bad]);
+            assert_eq!(r.validate().unwrap_err().field(), "keywords", "{bad:?}");
+        }
+        assert!(base
+            .with_keywords(["stop follow", "\\bno longer"])
+            .validate()
+            .is_ok());
     }
 }

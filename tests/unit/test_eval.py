@@ -141,6 +141,10 @@ def test_evasions_keep_the_payload_recoverable(plain: list[Sample]) -> None:
             assert stripped == base.payload
         elif v.evasion == "leetspeak":
             assert v.label == "injection"
+        elif v.evasion == "white-space":
+            assert v.label == "injection"
+            assert " ".join(v.payload.split()) == " ".join(base.payload.split())
+            assert "  " in v.payload or any(c in v.payload for c in "\t\u00a0\u2003")
     assert all(v.label != "benign" for v in variants)
 
 

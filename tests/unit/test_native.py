@@ -71,3 +71,24 @@ def test_scan_releases_the_gil() -> None:
     worker.join()
     # Holding the GIL, the scan would leave this thread a handful of iterations at most.
     assert ticks > 100_000, f"main thread starved during the scan ({ticks} iterations)"
+
+
+def test_keyword_coverage_finds_a_match_without_a_keyword() -> None:
+    assert native.keyword_coverage("r", r"ghp_[A-Za-z0-9]{36}", ["ghp_"]) == ("covered", None)
+    status, example = native.keyword_coverage("r", r"(?i)ign(?:ore|oring) rules", ["nore"])
+    assert status == "gap"
+    assert example is not None
+    assert example.strip() == b"ignoring rules"
+    # A space in a keyword covers any run of white space; other bytes between the words not.
+    assert native.keyword_coverage("r", r"stop\s+now", ["stop now"])[0] == "covered"
+    assert native.keyword_coverage("r", r"stop[\s-]now", ["stop now"]) == ("gap", b"stop-now")
+    # Bytes left out (for injection rules, the leetspeak digits the leet view folds).
+    assert native.keyword_coverage("r", r"f[o0]rget", ["forget"])[0] == "gap"
+    assert native.keyword_coverage("r", r"f[o0]rget", ["forget"], left_out=b"0")[0] == "covered"
+
+
+def test_keyword_coverage_rejects_a_bad_rule() -> None:
+    with pytest.raises(native.RuleError, match="pattern"):
+        native.keyword_coverage("r", "(unclosed", ["x"])
+    with pytest.raises(native.RuleError, match="keywords"):
+        native.keyword_coverage("r", "x", [])

@@ -1,13 +1,33 @@
 //! Any bytes through `Views::build` + `scan_views` with a small rule set:
-//! no panic, findings inside the body, sorted, no duplicate (rule, span).
+//! no panic, findings inside the body, sorted, no duplicate (rule, span);
+//! and a rule whose keyword has a space (any run of white space) finds on
+//! the raw bytes exactly what the same rule without keywords finds.
 #![no_main]
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use _native_traps::normalize::{scan_views, NormalizeOptions, ViewKind, Views};
-use _native_traps::{EntropyTrap, RegexTrap, RuleSpec, Severity};
+use _native_traps::{EntropyTrap, Finding, RegexTrap, RuleSpec, Severity};
 use libfuzzer_sys::fuzz_target;
+
+fn phrase_rule() -> RuleSpec {
+    RuleSpec::new(
+        "phrase",
+        "injection",
+        Severity::Error,
+        r"(?i)\bstop\s+follow(?:ing)?\s+(?:the\s+)?rules",
+    )
+    .with_keywords(["stop follow"])
+}
+
+fn unkeyed() -> &'static RegexTrap {
+    static TRAP: OnceLock<RegexTrap> = OnceLock::new();
+    TRAP.get_or_init(|| {
+        RegexTrap::compile(vec![phrase_rule().with_keywords(Vec::<String>::new())])
+            .expect("rule compiles")
+    })
+}
 
 fn traps() -> &'static (RegexTrap, RegexTrap, EntropyTrap) {
     static TRAPS: OnceLock<(RegexTrap, RegexTrap, EntropyTrap)> = OnceLock::new();
@@ -25,6 +45,7 @@ fn traps() -> &'static (RegexTrap, RegexTrap, EntropyTrap) {
                 .with_keywords(["akia"]),
             RuleSpec::new("digits", "test", Severity::Notice, r"[0-9]{4}"),
             injection.clone(),
+            phrase_rule(),
         ];
         (
             RegexTrap::compile(rules).expect("rules compile"),
@@ -52,4 +73,12 @@ fuzz_target!(|data: &[u8]| {
     for e in &result.entropy {
         assert!(e.start < e.end && e.end <= data.len(), "{e:?}");
     }
+    let spans = |found: Vec<Finding>, rule: usize| -> Vec<(usize, usize)> {
+        found
+            .into_iter()
+            .filter(|f| f.rule_index == rule)
+            .map(|f| (f.start, f.end))
+            .collect()
+    };
+    assert_eq!(spans(regex.scan(data), 3), spans(unkeyed().scan(data), 0));
 });

@@ -1,0 +1,248 @@
+//! White space for the keyword filters. A keyword may hold words apart by
+//! single spaces (`stop follow`), and a space in a keyword matches any run
+//! of white space in the input: one or more characters with the Unicode
+//! `White_Space` property, which is what `\s` matches in a rule's regex.
+//! So a rule written `stop\s+following` with the keyword `stop follow` is
+//! still a candidate for `stop  following` or `stop\tfollowing`; without
+//! this, a second space walked past it.
+//!
+//! The filters look for keywords as plain bytes, so a body whose white
+//! space is not all single spaces is filtered as a copy in which every run
+//! of white space is one space ([`SpaceBuffers::collapsed`]). Keywords hold
+//! no other white space (checked when a rule is validated), so every other
+//! keyword occurs in the copy exactly where it occurs in the body, with the
+//! same kind of byte (white space or not) before it.
+
+use crate::byte_mask;
+
+/// The ASCII white space bytes: tab, line feed, vertical tab, form feed,
+/// carriage return and space.
+pub const ASCII_SPACES: [u8; 6] = [b'\t', b'\n', 0x0B, 0x0C, b'\r', b' '];
+
+/// The white space characters beyond ASCII, in UTF-8: U+0085, U+00A0,
+/// U+1680, U+2000 to U+200A, U+2028, U+2029, U+202F, U+205F and U+3000.
+pub const WIDE_SPACES: [&[u8]; 19] = [
+    b"\xC2\x85",
+    b"\xC2\xA0",
+    b"\xE1\x9A\x80",
+    b"\xE2\x80\x80",
+    b"\xE2\x80\x81",
+    b"\xE2\x80\x82",
+    b"\xE2\x80\x83",
+    b"\xE2\x80\x84",
+    b"\xE2\x80\x85",
+    b"\xE2\x80\x86",
+    b"\xE2\x80\x87",
+    b"\xE2\x80\x88",
+    b"\xE2\x80\x89",
+    b"\xE2\x80\x8A",
+    b"\xE2\x80\xA8",
+    b"\xE2\x80\xA9",
+    b"\xE2\x80\xAF",
+    b"\xE2\x81\x9F",
+    b"\xE3\x80\x80",
+];
+
+/// The lead bytes of [`WIDE_SPACES`].
+const WIDE_LEADS: [(u8, u8); 2] = [(0xC2, 0xC2), (0xE1, 0xE3)];
+
+/// The length of the white space character that starts at `at`, if any.
+pub fn space_at(data: &[u8], at: usize) -> Option<usize> {
+    let rest = data.get(at..)?;
+    let first = *rest.first()?;
+    if ASCII_SPACES.contains(&first) {
+        return Some(1);
+    }
+    if first < 0xC2 {
+        return None;
+    }
+    WIDE_SPACES
+        .iter()
+        .find(|s| rest.starts_with(s))
+        .map(|s| s.len())
+}
+
+/// The length of the white space character that ends right before `end`,
+/// if any (the tests check [`WIDE_SPACES`] with it from both ends).
+#[cfg(test)]
+fn space_before(data: &[u8], end: usize) -> Option<usize> {
+    let head = data.get(..end)?;
+    let last = *head.last()?;
+    if ASCII_SPACES.contains(&last) {
+        return Some(1);
+    }
+    if last < 0x80 {
+        return None;
+    }
+    WIDE_SPACES
+        .iter()
+        .find(|s| head.ends_with(s))
+        .map(|s| s.len())
+}
+
+/// Buffers for [`SpaceBuffers::collapsed`], kept between scans.
+#[derive(Debug, Default)]
+pub struct SpaceBuffers {
+    text: Vec<u8>,
+    others: Vec<u64>,
+    leads: Vec<u64>,
+    spaces: Vec<u64>,
+}
+
+impl SpaceBuffers {
+    /// The heap memory the buffers hold, in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity()
+            + 8 * (self.others.capacity() + self.leads.capacity() + self.spaces.capacity())
+    }
+
+    /// `data` with every run of white space that is not a single space
+    /// replaced by one space: `data` itself when there is none, else a
+    /// copy in these buffers. Three byte masks, a block of 64 bytes at a
+    /// time, tell whether there is such a run (ASCII white space other
+    /// than the space, two spaces in a row, a character of
+    /// [`WIDE_SPACES`]); the copy is then made by
+    /// `byte_mask::squeeze_spaces` when only ASCII white space is
+    /// involved and the CPU allows, else run by run.
+    pub fn collapsed<'a>(&'a mut self, data: &'a [u8]) -> &'a [u8] {
+        let Self {
+            text,
+            others,
+            leads,
+            spaces,
+        } = self;
+        text.clear();
+        for (mask, ranges) in [
+            (&mut *others, &[(0x09, 0x0D)][..]),
+            (&mut *leads, &WIDE_LEADS[..]),
+            (&mut *spaces, &[(b' ', b' ')][..]),
+        ] {
+            mask.clear();
+            byte_mask::masks(data, byte_mask::Class::InRanges(ranges), mask);
+        }
+        let mut irregular = false;
+        let mut wide = false;
+        let mut carry = 0;
+        for (w, ((&other, &lead), &space)) in others
+            .iter()
+            .zip(leads.iter())
+            .zip(spaces.iter())
+            .enumerate()
+        {
+            // The second space of two in a row.
+            irregular |= other != 0 || space & ((space << 1) | carry) != 0;
+            carry = space >> 63;
+            let mut lead = lead;
+            while lead != 0 && !wide {
+                wide = space_at(data, 64 * w + lead.trailing_zeros() as usize).is_some();
+                lead &= lead - 1;
+            }
+        }
+        if !irregular && !wide {
+            return data;
+        }
+        if !wide && byte_mask::squeeze_spaces(data, text) {
+            return text;
+        }
+        collapse_runs(data, text);
+        text
+    }
+}
+
+/// [`SpaceBuffers::collapsed`] run by run, into `text` (empty).
+fn collapse_runs(data: &[u8], text: &mut Vec<u8>) {
+    let mut copied = 0;
+    let mut at = 0;
+    while at < data.len() {
+        let Some(len) = space_at(data, at) else {
+            at += 1;
+            continue;
+        };
+        let mut end = at + len;
+        while let Some(len) = space_at(data, end) {
+            end += len;
+        }
+        if !(end - at == 1 && data[at] == b' ') {
+            text.extend_from_slice(&data[copied..at]);
+            text.push(b' ');
+            copied = end;
+        }
+        at = end;
+    }
+    text.extend_from_slice(&data[copied..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_rng::XorShift;
+
+    /// The definition: every maximal run of `\s` (Unicode) becomes a space.
+    fn reference(data: &[u8]) -> Vec<u8> {
+        let re = regex::bytes::Regex::new(r"\s+").unwrap();
+        re.replace_all(data, &b" "[..]).into_owned()
+    }
+
+    #[test]
+    fn runs_of_white_space_become_one_space() {
+        let mut buf = SpaceBuffers::default();
+        assert_eq!(buf.collapsed(b"stop  following"), b"stop following");
+        assert_eq!(
+            buf.collapsed("a\t\r\n b\u{00A0}c\u{3000}\u{2028} d".as_bytes()),
+            b"a b c d"
+        );
+        // Already single spaces: the body itself, no copy.
+        let plain = b"stop following them";
+        assert_eq!(buf.collapsed(plain).as_ptr(), plain.as_ptr());
+        // `\xC2\xA9` (the copyright sign) starts like a wide space but is none.
+        let copyright = "\u{a9} 2026".as_bytes();
+        assert_eq!(buf.collapsed(copyright).as_ptr(), copyright.as_ptr());
+    }
+
+    #[test]
+    fn agrees_with_the_regex_class_on_random_bodies() {
+        let pieces: [&[u8]; 14] = [
+            b" ",
+            b"  ",
+            b"\t",
+            b"\n",
+            b"\x0B",
+            b"\x0C",
+            b"\r",
+            b"ab",
+            b"x",
+            "\u{00A0}".as_bytes(),
+            "\u{2003}".as_bytes(),
+            "\u{e9}".as_bytes(),
+            b"\xE2\x80",
+            b"\xC2",
+        ];
+        let mut rng = XorShift(0x5EED_0F0A);
+        let mut buf = SpaceBuffers::default();
+        for _ in 0..3000 {
+            let len = rng.below(200);
+            let body: Vec<u8> = (0..len)
+                .flat_map(|_| pieces[rng.below(pieces.len())].iter().copied())
+                .collect();
+            assert_eq!(buf.collapsed(&body), reference(&body), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn white_space_characters_are_those_of_the_regex_class() {
+        let re = regex::Regex::new(r"^\s$").unwrap();
+        for c in '\0'..=char::MAX {
+            let mut buf = [0u8; 4];
+            let s: &str = c.encode_utf8(&mut buf);
+            let bytes = s.as_bytes();
+            let is_space = re.is_match(s);
+            assert_eq!(space_at(bytes, 0) == Some(bytes.len()), is_space, "{c:?}");
+            assert_eq!(
+                space_before(bytes, bytes.len()) == Some(bytes.len()),
+                is_space,
+                "{c:?}"
+            );
+            assert_eq!(c.is_whitespace(), is_space, "{c:?}");
+        }
+    }
+}
