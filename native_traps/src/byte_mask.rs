@@ -16,8 +16,8 @@
 //! compiler makes of the scalar definition. With [`crate::keyword_teddy`],
 //! this module holds the crate's only `unsafe` code: SSE2 and AVX-512
 //! intrinsics, unaligned loads that lie inside the slice they read,
-//! masked loads of a block's tail that read only its bytes, and compressed
-//! stores into a vector's spare capacity that end inside it.
+//! masked loads of a block's tail that read only its bytes, and stores of
+//! whole vectors into a vector's spare capacity that end inside it.
 #![allow(unsafe_code)]
 
 /// A class of bytes, for [`masks`].
@@ -535,56 +535,82 @@ fn portable(block: &[u8; 64], first: u8, last: u8) -> u64 {
     })
 }
 
+/// What [`squeeze_spaces`] saw besides the copy it made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Squeezed {
+    /// Some white space was not a single space: ASCII white space other
+    /// than the space, or two white space bytes in a row (else the copy
+    /// equals the input).
+    pub changed: bool,
+    /// Some byte was `0xC2` or `0xE1` to `0xE3`, the lead bytes of the
+    /// white space characters beyond ASCII (which the copy leaves as they
+    /// are).
+    pub wide_leads: bool,
+}
+
 /// Write to `out` (cleared first) `data` with every run of ASCII white
 /// space (tab, line feed, vertical tab, form feed, carriage return, space)
-/// replaced by one space, and return `true`; or return `false`, `out`
-/// empty, where the CPU lacks AVX-512 VBMI2 (the caller then does it byte
-/// by byte). Per 64-byte block: the white space mask, the first byte of
-/// each run kept, white space turned into spaces, and one compressed store
-/// of the kept bytes.
-pub fn squeeze_spaces(data: &[u8], out: &mut Vec<u8>) -> bool {
+/// replaced by one space, in one pass that also tells whether that changed
+/// anything and whether a byte may start a wider white space character; or
+/// return `None`, `out` empty, where the CPU lacks AVX-512 VBMI2 (the
+/// caller then goes run by run). Per 64-byte block: the white space mask,
+/// the first byte of each run kept, white space turned into spaces, the
+/// kept bytes compressed to the front of a vector and the vector stored.
+pub fn squeeze_spaces(data: &[u8], out: &mut Vec<u8>) -> Option<Squeezed> {
     out.clear();
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512bw") && std::is_x86_feature_detected!("avx512vbmi2") {
-        // SAFETY: the CPU has AVX-512 F (implied by BW), BW and VBMI2.
-        unsafe { squeeze_spaces_avx512(data, out) };
-        return true;
+    if std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vbmi2")
+        && std::is_x86_feature_detected!("popcnt")
+    {
+        // SAFETY: the CPU has AVX-512 F (implied by BW), BW, VBMI2 and POPCNT.
+        return Some(unsafe { squeeze_spaces_avx512(data, out) });
     }
     let _ = data;
-    false
+    None
 }
 
 /// [`squeeze_spaces`] with AVX-512.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F, BW and VBMI2.
+/// The CPU must support AVX-512 F, BW and VBMI2, and POPCNT.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
-unsafe fn squeeze_spaces_avx512(data: &[u8], out: &mut Vec<u8>) {
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi2,popcnt")]
+unsafe fn squeeze_spaces_avx512(data: &[u8], out: &mut Vec<u8>) -> Squeezed {
     use std::arch::x86_64::{
         __m512i, _mm512_cmpeq_epi8_mask, _mm512_cmple_epu8_mask, _mm512_loadu_si512,
-        _mm512_mask_compressstoreu_epi8, _mm512_mask_mov_epi8, _mm512_maskz_loadu_epi8,
-        _mm512_sub_epi8,
+        _mm512_mask_mov_epi8, _mm512_maskz_compress_epi8, _mm512_maskz_loadu_epi8,
+        _mm512_storeu_si512, _mm512_sub_epi8,
     };
-    // The output is never longer than the input.
-    out.reserve(data.len());
+    // The output is never longer than the input; each step stores a whole
+    // vector, of which only the kept bytes count, so 64 bytes more.
+    out.reserve(data.len() + 64);
     let dst = out.as_mut_ptr();
-    let (tab, span, space) = (splat(b'\t'), splat(0x0D - b'\t'), splat(b' '));
+    let (tab, tab_span, space) = (splat(b'\t'), splat(0x0D - b'\t'), splat(b' '));
+    let (c2, e1, e_span) = (splat(0xC2), splat(0xE1), splat(0xE3 - 0xE1));
     let mut written = 0usize;
     // Whether the byte before the block was white space.
     let mut carry = 0u64;
+    // Bytes dropped or turned into spaces, and wide lead bytes, so far.
+    let (mut changed, mut leads) = (0u64, 0u64);
     let mut step = |v: __m512i, live: u64| {
-        let white = (_mm512_cmple_epu8_mask(_mm512_sub_epi8(v, tab), span)
-            | _mm512_cmpeq_epi8_mask(v, space))
-            & live;
-        let first = white & !((white << 1) | carry);
+        let other = _mm512_cmple_epu8_mask(_mm512_sub_epi8(v, tab), tab_span) & live;
+        let white = other | (_mm512_cmpeq_epi8_mask(v, space) & live);
+        let repeated = white & ((white << 1) | carry);
         carry = white >> 63;
-        let keep = (live & !white) | first;
+        changed |= other | repeated;
+        leads |= (_mm512_cmpeq_epi8_mask(v, c2)
+            | _mm512_cmple_epu8_mask(_mm512_sub_epi8(v, e1), e_span))
+            & live;
+        let keep = live & !repeated;
         let squeezed = _mm512_mask_mov_epi8(v, white, space);
-        // SAFETY: `written + keep.count_ones()` never exceeds the bytes read
-        // so far, at most `data.len()`, the capacity reserved above; the
-        // store writes exactly the kept bytes, contiguously.
-        unsafe { _mm512_mask_compressstoreu_epi8(dst.add(written).cast(), keep, squeezed) };
+        // The kept bytes packed at the front of a vector (a compressed store
+        // to memory is several times slower), stored whole. SAFETY: before
+        // the store `written` is at most the bytes read before this block,
+        // so the 64 bytes written end within `data.len() + 64`, the capacity
+        // reserved above.
+        let packed = _mm512_maskz_compress_epi8(keep, squeezed);
+        unsafe { _mm512_storeu_si512(dst.add(written).cast(), packed) };
         written += keep.count_ones() as usize;
     };
     let mut blocks = data.chunks_exact(64);
@@ -607,6 +633,10 @@ unsafe fn squeeze_spaces_avx512(data: &[u8], out: &mut Vec<u8>) {
     // SAFETY: the first `written` bytes were just initialised by the stores,
     // and `written <= data.len() <= capacity`.
     unsafe { out.set_len(written) };
+    Squeezed {
+        changed: changed != 0,
+        wide_leads: leads != 0,
+    }
 }
 
 #[cfg(test)]
@@ -815,8 +845,15 @@ mod tests {
             let body: Vec<u8> = (0..len)
                 .flat_map(|_| pieces[rng.below(pieces.len())].iter().copied())
                 .collect();
-            if squeeze_spaces(&body, &mut out) {
-                assert_eq!(out, reference(&body), "{body:?}");
+            if let Some(seen) = squeeze_spaces(&body, &mut out) {
+                let want = reference(&body);
+                assert_eq!(out, want, "{body:?}");
+                assert_eq!(seen.changed, want != body, "{body:?}");
+                assert_eq!(
+                    seen.wide_leads,
+                    body.windows(2).any(|w| w == b"\xE2\x80"),
+                    "{body:?}"
+                );
                 checked += 1;
             }
         }

@@ -84,67 +84,49 @@ fn space_before(data: &[u8], end: usize) -> Option<usize> {
 #[derive(Debug, Default)]
 pub struct SpaceBuffers {
     text: Vec<u8>,
-    others: Vec<u64>,
     leads: Vec<u64>,
-    spaces: Vec<u64>,
 }
 
 impl SpaceBuffers {
     /// The heap memory the buffers hold, in bytes.
     pub fn heap_bytes(&self) -> usize {
-        self.text.capacity()
-            + 8 * (self.others.capacity() + self.leads.capacity() + self.spaces.capacity())
+        self.text.capacity() + 8 * self.leads.capacity()
     }
 
     /// `data` with every run of white space that is not a single space
     /// replaced by one space: `data` itself when there is none, else a
-    /// copy in these buffers. Three byte masks, a block of 64 bytes at a
-    /// time, tell whether there is such a run (ASCII white space other
-    /// than the space, two spaces in a row, a character of
-    /// [`WIDE_SPACES`]); the copy is then made by
-    /// `byte_mask::squeeze_spaces` when only ASCII white space is
-    /// involved and the CPU allows, else run by run.
+    /// copy in these buffers. One pass of `byte_mask::squeeze_spaces`
+    /// squeezes the ASCII white space and tells whether that changed
+    /// anything and whether a byte may start a character of
+    /// [`WIDE_SPACES`]; only then are those bytes looked at one by one, and
+    /// where one does start such a character the copy is made again run by
+    /// run. Where the CPU lacks AVX-512 VBMI2, run by run throughout.
     pub fn collapsed<'a>(&'a mut self, data: &'a [u8]) -> &'a [u8] {
-        let Self {
-            text,
-            others,
-            leads,
-            spaces,
-        } = self;
-        text.clear();
-        for (mask, ranges) in [
-            (&mut *others, &[(0x09, 0x0D)][..]),
-            (&mut *leads, &WIDE_LEADS[..]),
-            (&mut *spaces, &[(b' ', b' ')][..]),
-        ] {
-            mask.clear();
-            byte_mask::masks(data, byte_mask::Class::InRanges(ranges), mask);
-        }
-        let mut irregular = false;
-        let mut wide = false;
-        let mut carry = 0;
-        for (w, ((&other, &lead), &space)) in others
-            .iter()
-            .zip(leads.iter())
-            .zip(spaces.iter())
-            .enumerate()
-        {
-            // The second space of two in a row.
-            irregular |= other != 0 || space & ((space << 1) | carry) != 0;
-            carry = space >> 63;
-            let mut lead = lead;
-            while lead != 0 && !wide {
-                wide = space_at(data, 64 * w + lead.trailing_zeros() as usize).is_some();
-                lead &= lead - 1;
+        let Self { text, leads } = self;
+        let squeezed = byte_mask::squeeze_spaces(data, text);
+        if let Some(seen) = squeezed {
+            let wide = seen.wide_leads && {
+                leads.clear();
+                byte_mask::masks(data, byte_mask::Class::InRanges(&WIDE_LEADS), leads);
+                leads.iter().enumerate().any(|(w, &word)| {
+                    let mut bits = word;
+                    let mut found = false;
+                    while bits != 0 && !found {
+                        found = space_at(data, 64 * w + bits.trailing_zeros() as usize).is_some();
+                        bits &= bits - 1;
+                    }
+                    found
+                })
+            };
+            if !wide {
+                return if seen.changed { text } else { data };
             }
         }
-        if !irregular && !wide {
+        text.clear();
+        collapse_runs(data, text);
+        if text.as_slice() == data {
             return data;
         }
-        if !wide && byte_mask::squeeze_spaces(data, text) {
-            return text;
-        }
-        collapse_runs(data, text);
         text
     }
 }

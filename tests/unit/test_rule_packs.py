@@ -327,3 +327,20 @@ def test_keyword_white_space_must_be_single_spaces(tmp_path: Path, keyword: str)
 def test_evasions_the_coverage_check_closed(text: str, rule: str) -> None:
     hits = {h.rule for h in NEW_TRAPS.scan(text.encode())}
     assert rule in hits, f"{rule} missed {text!r}: {sorted(hits)}"
+
+
+def test_injection_patterns_put_white_space_runs_between_words() -> None:
+    """A literal space in a phrase pattern would let two spaces or a tab walk past the rule."""
+    for rule in BUILTIN_PACKS["injection"].rules:
+        pattern, in_class, escaped = rule["pattern"], False, False
+        for ch in pattern:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == "[":
+                in_class = True
+            elif ch == "]":
+                in_class = False
+            else:
+                assert in_class or ch != " ", f"{rule['id']}: literal space; write \\s+"
