@@ -470,6 +470,7 @@ impl<'a> Search<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::XorShift;
 
     fn gap(pattern: &str, ci: bool, keywords: &[&str], left_out: &[u8]) -> Option<String> {
         match check("t", pattern, ci, keywords, left_out).expect("valid rule") {
@@ -537,5 +538,72 @@ mod tests {
         assert!(check("t", "(", false, &["a"], b"").is_err());
         assert!(check::<&str>("t", "a", false, &[], b"").is_err());
         assert!(check("t", "a", false, &[""], b"").is_err());
+    }
+
+    /// Whether `haystack` holds a keyword as the filters find it (no
+    /// word-start keywords here): squeezed white space, ASCII case folded.
+    fn holds_keyword(haystack: &[u8], keywords: &[String]) -> bool {
+        let mut spaces = crate::whitespace::SpaceBuffers::default();
+        let text = spaces.collapsed(haystack).to_ascii_lowercase();
+        keywords
+            .iter()
+            .any(|k| text.windows(k.len()).any(|w| w == k.as_bytes()))
+    }
+
+    #[test]
+    fn verdicts_agree_with_random_strings() {
+        let pieces = [
+            "ab",
+            "b",
+            "c",
+            "(?:a|bc)",
+            "\\s+",
+            "[a-c]",
+            "c?",
+            " ",
+            "x*",
+            "(?:ab|c)+",
+            "\\d",
+        ];
+        let alphabet: [&[u8]; 9] = [b"a", b"b", b"c", b"x", b" ", b"\t", b"1", b"ab", b"  "];
+        let mut rng = XorShift(0xC0DE_5EED);
+        let (mut gaps, mut covered) = (0, 0);
+        for _ in 0..1500 {
+            let pattern: String = (0..=rng.below(4))
+                .map(|_| pieces[rng.below(pieces.len())])
+                .collect();
+            let keywords: Vec<String> = (0..=rng.below(2))
+                .map(|_| ["ab", "a", "bc", "c c", "a b", "x", "cb"][rng.below(7)].to_owned())
+                .collect();
+            let Ok(re) = regex::bytes::Regex::new(&pattern) else {
+                continue;
+            };
+            if re.is_match(b"") {
+                continue;
+            }
+            match check("t", &pattern, false, &keywords, b"").expect("valid") {
+                Coverage::Gap(example) => {
+                    gaps += 1;
+                    assert!(re.is_match(&example), "{pattern} {keywords:?} {example:?}");
+                    assert!(
+                        !holds_keyword(&example, &keywords),
+                        "{pattern} {keywords:?} {example:?}"
+                    );
+                }
+                Coverage::Covered => {
+                    covered += 1;
+                    for _ in 0..200 {
+                        let s: Vec<u8> = (0..rng.below(8))
+                            .flat_map(|_| alphabet[rng.below(alphabet.len())].iter().copied())
+                            .collect();
+                        if re.is_match(&s) {
+                            assert!(holds_keyword(&s, &keywords), "{pattern} {keywords:?} {s:?}");
+                        }
+                    }
+                }
+                Coverage::Unknown => panic!("small pattern gave up"),
+            }
+        }
+        assert!(gaps > 50 && covered > 50, "{gaps} gaps, {covered} covered");
     }
 }
