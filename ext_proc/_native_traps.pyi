@@ -157,12 +157,14 @@ def keyword_coverage(
     *,
     case_insensitive: bool = False,
     left_out: bytes | None = None,
+    skip_lookalikes: bool = True,
 ) -> tuple[Literal["covered", "gap", "unknown"], bytes | None]:
     """Whether every string ``pattern`` can match holds one of ``keywords`` (ASCII
     case-insensitive; a space in a keyword stands for any run of white space; ``\\b`` first
-    for a word start), leaving out strings with a byte of ``left_out`` and those with the
-    Unicode case-fold lookalikes U+017F and U+212A. ``("gap", body)`` gives a shortest body
-    that matches without a keyword; ``("unknown", None)`` means the search gave up.
+    for a word start), leaving out strings with a byte of ``left_out`` and, with
+    ``skip_lookalikes``, those with the Unicode case-fold lookalikes U+017F and U+212A.
+    ``("gap", body)`` gives a short body that the pattern matches without a keyword;
+    ``("unknown", None)`` means the search gave up.
     Raises ``RuleError`` for an invalid pattern or empty keywords."""
 
 def _panic_for_tests() -> None:

@@ -22,7 +22,14 @@ from ext_proc import _native_traps as native
 from ext_proc.config import TrapSettings
 from ext_proc.errors import BodyDecodeError, RulePackError
 
-__all__ = ["Finding", "RulePack", "TrapSet", "check_keyword_coverage", "load_rule_pack"]
+__all__ = [
+    "Finding",
+    "RulePack",
+    "TrapSet",
+    "check_keyword_coverage",
+    "keyword_coverage",
+    "load_rule_pack",
+]
 
 _NATIVE_KEYS = (
     "id",
@@ -130,36 +137,55 @@ _LEET_BYTES = b"0134579@$"
 
 @functools.lru_cache(maxsize=4096)
 def _coverage(
-    rule_id: str, pattern: str, keywords: tuple[str, ...], case_insensitive: bool, left_out: bytes
+    rule_id: str,
+    pattern: str,
+    keywords: tuple[str, ...],
+    case_insensitive: bool,
+    left_out: bytes,
+    skip_lookalikes: bool,
 ) -> tuple[str, bytes | None]:
     return native.keyword_coverage(
-        rule_id, pattern, list(keywords), case_insensitive=case_insensitive, left_out=left_out
+        rule_id,
+        pattern,
+        list(keywords),
+        case_insensitive=case_insensitive,
+        left_out=left_out,
+        skip_lookalikes=skip_lookalikes,
     )
 
 
-def check_keyword_coverage(pack: RulePack) -> None:
+def keyword_coverage(
+    rule: Mapping[str, Any], *, normalized: bool = True
+) -> tuple[str, bytes | None]:
+    """The native coverage verdict for one rule with keywords (see
+    :func:`check_keyword_coverage`): ``("covered" | "gap" | "unknown", example)``."""
+    left_out = _LEET_BYTES if normalized and rule.get("category") == LEET_CATEGORY else b""
+    return _coverage(
+        str(rule["id"]),
+        str(rule["pattern"]),
+        tuple(rule.get("keywords") or ()),
+        bool(rule.get("case_insensitive")),
+        left_out,
+        normalized,
+    )
+
+
+def check_keyword_coverage(pack: RulePack, *, normalized: bool = True) -> None:
     """Raise :class:`RulePackError` when a rule's keywords miss some of its matches.
 
     A rule's regex runs only on bodies where one of its keywords occurs, so a match without a
     keyword would pass unseen. The native check searches the pattern for such a match and the
     error shows the shortest one found, so the author sees which keyword to add. Matches that
     hold the lookalike letters U+017F or U+212A (the canonical view turns them into ``s`` and
-    ``k``) or, for injection rules, leetspeak digits (the leet view folds them) are left out.
-    A pattern too large to search completes silently: the check is a help, not a gate.
+    ``k``) or, for injection rules, leetspeak digits (the leet view folds them) are left out when
+    ``normalized`` (the views exist). A pattern too large to search completes silently: the
+    check is a help, not a gate.
     """
     for rule in pack.rules:
-        keywords = tuple(rule.get("keywords") or ())
-        if not keywords:
+        if not rule.get("keywords"):
             continue
-        left_out = _LEET_BYTES if rule.get("category") == LEET_CATEGORY else b""
         try:
-            status, example = _coverage(
-                str(rule["id"]),
-                str(rule["pattern"]),
-                keywords,
-                bool(rule.get("case_insensitive")),
-                left_out,
-            )
+            status, example = keyword_coverage(rule, normalized=normalized)
         except native.TrapError as exc:
             raise RulePackError(f"{pack.source}: {exc}") from None
         if status == "gap" and example is not None:
@@ -185,7 +211,7 @@ class TrapSet:
         # The built-in packs are checked by the test suite; a file pack at every load.
         for pack in packs:
             if not pack.source.startswith("builtin:"):
-                check_keyword_coverage(pack)
+                check_keyword_coverage(pack, normalized=settings.normalize.enabled)
         ent = settings.entropy
         self._entropy: native.EntropyTrap | None = None
         if ent.enabled:

@@ -16,13 +16,13 @@
 //! and adds the class of the byte before (for `\b`, `^`, `$`) and where a
 //! lookalike sequence stands (see below). Paths that complete a keyword
 //! are dropped; the search succeeds when it reaches the NFA's match state.
-//! The match may start anywhere in a body, so the search starts once per
-//! kind of byte that can precede it (none, a word byte, a space, a line
-//! feed, a carriage return, a byte from `0x80` up), that byte included in
-//! the example.
+//! The match may start anywhere in a body, so the search starts at the
+//! start of a body and after every byte, that byte included in the
+//! example.
 //!
-//! Two kinds of string are left out, because a normalised view already
-//! turns them into strings that are checked:
+//! Two kinds of string can be left out, because a normalised view turns
+//! them into strings that are checked (the caller says which, as the views
+//! exist only where normalisation is on):
 //!
 //! * those with `U+017F` (`ſ`) or `U+212A` (Kelvin sign), the only
 //!   characters that Unicode case folding makes equal to an ASCII letter
@@ -31,11 +31,15 @@
 //!   `0 1 3 4 5 7 9 @ $` to letters for the injection rules, which are
 //!   scanned there too.
 //!
-//! A Unicode word boundary next to a byte from `0x80` up is judged as if
-//! that byte were no word character (the built-in rules use ASCII
-//! boundaries). A search that would visit more than [`MAX_STATES`] states
-//! gives up and says so ([`Coverage::Unknown`]): that is a limit of the
-//! check, not an error of the rule.
+//! A Unicode word boundary next to a byte from `0x80` up depends on the
+//! whole character around it, which the search, a byte at a time, does not
+//! know: it takes such a boundary to hold, so it searches more strings than
+//! the pattern matches (never fewer), and a gap found that way is reported
+//! only if the pattern itself matches the example. A search that would
+//! visit more than [`MAX_STATES`] states or take more than [`MAX_STEPS`]
+//! steps, or whose example the pattern does not match, gives up and says
+//! so ([`Coverage::Unknown`]): that is a limit of the check, not an error
+//! of the rule.
 
 use std::collections::HashMap;
 
@@ -43,7 +47,7 @@ use std::fmt::Write as _;
 
 use regex_automata::dfa::{dense, Automaton, StartKind};
 use regex_automata::nfa::thompson::{self, State, WhichCaptures, NFA};
-use regex_automata::util::look::{LookMatcher, LookSet};
+use regex_automata::util::look::{Look, LookMatcher, LookSet};
 use regex_automata::util::primitives::StateID;
 use regex_automata::util::{start, syntax};
 use regex_automata::{Anchored, MatchKind};
@@ -69,16 +73,10 @@ pub enum Coverage {
     Unknown,
 }
 
-/// The bytes that can precede a match, one per class the look-around
-/// assertions tell apart (`None`: the start of the body).
-const BEFORE: [Option<u8>; 6] = [
-    None,
-    Some(b'a'),
-    Some(b' '),
-    Some(b'\n'),
-    Some(b'\r'),
-    Some(0x80),
-];
+/// Most steps (a byte tried from a state the search reached) one check
+/// takes before it gives up: a pattern such as `(?:a?){3000}key` has few
+/// states but long closures.
+pub const MAX_STEPS: usize = 50_000_000;
 
 /// The bytes in the order the search tries them, so that the example found
 /// reads as text where it can: lower-case letters, space, digits, capitals,
@@ -103,6 +101,19 @@ fn class_of(b: u8) -> u8 {
         0x80.. => 0x80,
         _ => b' ',
     }
+}
+
+/// Whether `look` is one of the Unicode word-boundary assertions.
+fn is_unicode_word_look(look: Look) -> bool {
+    matches!(
+        look,
+        Look::WordUnicode
+            | Look::WordUnicodeNegate
+            | Look::WordStartUnicode
+            | Look::WordEndUnicode
+            | Look::WordStartHalfUnicode
+            | Look::WordEndHalfUnicode
+    )
 }
 
 /// Where the search stands in the UTF-8 of `ſ` (`C5 BF`) and of the Kelvin
@@ -153,6 +164,7 @@ pub fn check<K: AsRef<[u8]>>(
     case_insensitive: bool,
     keywords: &[K],
     left_out: &[u8],
+    skip_lookalikes: bool,
 ) -> Result<Coverage, TrapError> {
     if keywords.is_empty() || keywords.iter().any(|k| k.as_ref().is_empty()) {
         return Err(TrapError::invalid_rule(
@@ -196,7 +208,27 @@ pub fn check<K: AsRef<[u8]>>(
     for &b in left_out {
         skip[usize::from(b)] = true;
     }
-    Ok(Search::new(&nfa, &automaton, skip).run())
+    let found = Search::new(&nfa, &automaton, skip, skip_lookalikes).run();
+    if let Coverage::Gap(example) = &found {
+        // The search may take a Unicode word boundary to hold where it does
+        // not (see `Search::holds`): a gap stands only if the pattern itself
+        // matches the example.
+        let regex = regex_automata::meta::Builder::new()
+            .syntax(
+                syntax::Config::new()
+                    .case_insensitive(case_insensitive)
+                    .utf8(false),
+            )
+            .build(pattern)
+            .map_err(|e| TrapError::InvalidPattern {
+                rule_id: rule_id.to_owned(),
+                reason: e.to_string(),
+            })?;
+        if !regex.is_match(example.as_slice()) {
+            return Ok(Coverage::Unknown);
+        }
+    }
+    Ok(found)
 }
 
 /// A pattern (bytes, no Unicode) matching where any of `keywords` occurs
@@ -253,6 +285,8 @@ struct Search<'a> {
     nfa: &'a NFA,
     keywords: &'a KeywordDfa,
     skip: [bool; 256],
+    /// Leave out strings with U+017F or U+212A.
+    skip_lookalikes: bool,
     order: Vec<u8>,
     looks: LookMatcher,
     /// The states found, each with the one it was reached from and the byte
@@ -262,43 +296,68 @@ struct Search<'a> {
     /// Per NFA state: the byte-reading and match states its empty
     /// transitions reach, with the assertions passed on the way.
     closures: HashMap<StateID, Vec<(StateID, LookSet)>>,
+    /// Bytes tried so far (see [`MAX_STEPS`]).
+    steps: usize,
 }
 
 impl<'a> Search<'a> {
-    fn new(nfa: &'a NFA, keywords: &'a KeywordDfa, skip: [bool; 256]) -> Self {
+    fn new(
+        nfa: &'a NFA,
+        keywords: &'a KeywordDfa,
+        skip: [bool; 256],
+        skip_lookalikes: bool,
+    ) -> Self {
         Self {
             nfa,
             keywords,
             skip,
+            skip_lookalikes,
             order: byte_order(),
             looks: LookMatcher::new(),
             nodes: Vec::new(),
             seen: HashMap::new(),
             closures: HashMap::new(),
+            steps: 0,
         }
     }
 
     fn run(mut self) -> Coverage {
         let start = self.keywords_start();
-        for before in BEFORE {
-            let mut keyword = start;
-            if let Some(b) = before {
-                let Some(after) = self.keyword_after(keyword, b) else {
-                    continue;
-                };
-                keyword = after;
+        // The match may start the body, or follow any byte: every byte is
+        // tried (the keyword DFA tells apart those that begin a keyword),
+        // and nodes that agree are kept once.
+        self.add(
+            Node {
+                nfa: self.nfa.start_anchored(),
+                keyword: start,
+                before: None,
+                lookalike: Lookalike::None,
+            },
+            None,
+            None,
+        );
+        for i in 0..self.order.len() {
+            let b = self.order[i];
+            if self.skip[usize::from(b)] {
+                continue;
             }
+            let (Some(keyword), Some(lookalike)) = (
+                self.keyword_after(start, b),
+                self.lookalike_after(Lookalike::None, b),
+            ) else {
+                continue;
+            };
             let node = Node {
                 nfa: self.nfa.start_anchored(),
                 keyword,
-                before,
-                lookalike: Lookalike::None,
+                before: Some(class_of(b)),
+                lookalike,
             };
-            self.add(node, None, before);
+            self.add(node, None, Some(b));
         }
         let mut next = 0;
         while next < self.nodes.len() {
-            if self.nodes.len() > MAX_STATES {
+            if self.nodes.len() > MAX_STATES || self.steps > MAX_STEPS {
                 return Coverage::Unknown;
             }
             if let Some(example) = self.expand(next) {
@@ -307,6 +366,16 @@ impl<'a> Search<'a> {
             next += 1;
         }
         Coverage::Covered
+    }
+
+    /// Where the search stands in a lookalike character after `b`; `None`
+    /// when `b` completes one that is left out.
+    fn lookalike_after(&self, now: Lookalike, b: u8) -> Option<Lookalike> {
+        if self.skip_lookalikes {
+            now.then(b)
+        } else {
+            Some(Lookalike::None)
+        }
     }
 
     fn keywords_start(&self) -> KeywordState {
@@ -352,12 +421,17 @@ impl<'a> Search<'a> {
         bytes
     }
 
-    /// Whether every assertion of `set` holds between `before` and `next`
-    /// (`None`: the start or the end of the body).
+    /// Whether every assertion of `set` can hold between `before` and
+    /// `next` (`None`: the start or the end of the body). A Unicode word
+    /// boundary next to a byte from `0x80` up depends on the whole
+    /// character, which one byte does not tell: it is taken to hold, so the
+    /// search covers more strings than the pattern matches, never fewer (a
+    /// gap found that way is confirmed with the pattern itself).
     fn holds(&self, set: LookSet, before: Option<u8>, next: Option<u8>) -> bool {
         if set.is_empty() {
             return true;
         }
+        let wide = before.is_some_and(|b| b >= 0x80) || next.is_some_and(|b| b >= 0x80);
         let mut haystack = [0u8; 2];
         let mut len = 0;
         if let Some(b) = before {
@@ -369,8 +443,9 @@ impl<'a> Search<'a> {
             haystack[len] = b;
             len += 1;
         }
-        set.iter()
-            .all(|look| self.looks.matches(look, &haystack[..len], at))
+        set.iter().all(|look| {
+            (wide && is_unicode_word_look(look)) || self.looks.matches(look, &haystack[..len], at)
+        })
     }
 
     /// Follow the states that read nothing from `from`, collecting the
@@ -433,10 +508,11 @@ impl<'a> Search<'a> {
             }
             for i in 0..self.order.len() {
                 let b = self.order[i];
+                self.steps += 1;
                 if self.skip[usize::from(b)] || !self.holds(set, node.before, Some(b)) {
                     continue;
                 }
-                let Some(lookalike) = node.lookalike.then(b) else {
+                let Some(lookalike) = self.lookalike_after(node.lookalike, b) else {
                     continue;
                 };
                 let Some(keyword) = self.keyword_after(node.keyword, b) else {
@@ -473,7 +549,7 @@ mod tests {
     use crate::test_rng::XorShift;
 
     fn gap(pattern: &str, ci: bool, keywords: &[&str], left_out: &[u8]) -> Option<String> {
-        match check("t", pattern, ci, keywords, left_out).expect("valid rule") {
+        match check("t", pattern, ci, keywords, left_out, true).expect("valid rule") {
             Coverage::Covered => None,
             Coverage::Gap(example) => Some(String::from_utf8_lossy(&example).into_owned()),
             Coverage::Unknown => panic!("search gave up"),
@@ -535,9 +611,9 @@ mod tests {
 
     #[test]
     fn an_invalid_pattern_or_empty_keywords_is_an_error() {
-        assert!(check("t", "(", false, &["a"], b"").is_err());
-        assert!(check::<&str>("t", "a", false, &[], b"").is_err());
-        assert!(check("t", "a", false, &[""], b"").is_err());
+        assert!(check("t", "(", false, &["a"], b"", true).is_err());
+        assert!(check::<&str>("t", "a", false, &[], b"", true).is_err());
+        assert!(check("t", "a", false, &[""], b"", true).is_err());
     }
 
     /// Whether `haystack` holds a keyword as the filters find it (no
@@ -581,7 +657,7 @@ mod tests {
             if re.is_match(b"") {
                 continue;
             }
-            match check("t", &pattern, false, &keywords, b"").expect("valid") {
+            match check("t", &pattern, false, &keywords, b"", true).expect("valid") {
                 Coverage::Gap(example) => {
                     gaps += 1;
                     assert!(re.is_match(&example), "{pattern} {keywords:?} {example:?}");
@@ -605,5 +681,45 @@ mod tests {
             }
         }
         assert!(gaps > 50 && covered > 50, "{gaps} gaps, {covered} covered");
+    }
+
+    #[test]
+    fn every_byte_before_the_match_is_tried() {
+        // `\B` needs a word byte before the match; `a` would complete the
+        // keyword `a` or start `api`, but `b` does neither (review finding).
+        assert_eq!(gap(r"(?-u:\B)x", false, &["a"], b"").as_deref(), Some("bx"));
+        assert_eq!(
+            gap(r"(?-u:\B)pi", false, &["api"], b"").as_deref(),
+            Some("bpi")
+        );
+    }
+
+    #[test]
+    fn unicode_word_boundaries_next_to_wide_characters() {
+        // `é` is a word character: `\bclé\b` matches `clé:`; no keyword.
+        let example = gap(r"(?i)\bclé\b\s*[:=]", true, &["zzz"], b"").unwrap();
+        assert!(example.to_lowercase().contains("clé"), "{example:?}");
+        // A rule whose keyword is its own word is covered, not refused
+        // with an example the pattern does not match.
+        match check("t", r"\bпароль\b", false, &["\\bпароль"], b"", true).unwrap() {
+            Coverage::Covered | Coverage::Unknown => {}
+            Coverage::Gap(example) => panic!("false gap {:?}", String::from_utf8_lossy(&example)),
+        }
+    }
+
+    #[test]
+    fn lookalikes_are_left_out_only_when_asked() {
+        assert_eq!(gap(r"(?i)secret", true, &["secret"], b""), None);
+        let kept = check("t", r"(?i)secret", true, &["secret"], b"", false).unwrap();
+        assert!(matches!(kept, Coverage::Gap(_)), "{kept:?}");
+    }
+
+    #[test]
+    fn a_search_too_long_gives_up() {
+        let verdict = check("t", r"(?:a?){3000}key", false, &["key"], b"", true).unwrap();
+        assert!(
+            matches!(verdict, Coverage::Unknown | Coverage::Covered),
+            "{verdict:?}"
+        );
     }
 }

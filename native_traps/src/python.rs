@@ -603,7 +603,7 @@ fn scan_all(
 /// matches without a keyword, or `("unknown", None)` when the search was
 /// too large to finish.
 #[pyfunction]
-#[pyo3(signature = (rule_id, pattern, keywords, *, case_insensitive = false, left_out = None))]
+#[pyo3(signature = (rule_id, pattern, keywords, *, case_insensitive = false, left_out = None, skip_lookalikes = true))]
 #[allow(clippy::needless_pass_by_value)] // PyO3 extracts a list into an owned Vec
 fn keyword_coverage(
     py: Python<'_>,
@@ -612,11 +612,19 @@ fn keyword_coverage(
     keywords: Vec<String>,
     case_insensitive: bool,
     left_out: Option<&[u8]>,
+    skip_lookalikes: bool,
 ) -> PyResult<(&'static str, Option<Vec<u8>>)> {
     use crate::keyword_coverage::{check, Coverage};
     let left_out = left_out.unwrap_or_default();
     let result = detached(py, "keyword_coverage", || {
-        check(rule_id, pattern, case_insensitive, &keywords, left_out)
+        check(
+            rule_id,
+            pattern,
+            case_insensitive,
+            &keywords,
+            left_out,
+            skip_lookalikes,
+        )
     })?;
     match result {
         Ok(Coverage::Covered) => Ok(("covered", None)),

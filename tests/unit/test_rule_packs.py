@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ext_proc import _native_traps as native
-from ext_proc.config import EntropySettings, TrapSettings
+from ext_proc.config import EntropySettings, NormalizeSettings, TrapSettings
 from ext_proc.errors import RulePackError
-from ext_proc.traps import TrapSet, check_keyword_coverage, load_rule_pack
+from ext_proc.traps import TrapSet, keyword_coverage, load_rule_pack
 
 PACK = load_rule_pack("builtin:starter")
 CASES = [
@@ -265,8 +265,25 @@ def test_batched_rules_find_what_unbatched_rules_find() -> None:
 @pytest.mark.parametrize("name", BUILTIN_NAMES)
 def test_builtin_keywords_cover_every_match(name: str) -> None:
     """The prefilter runs a rule only where one of its keywords occurs: for every built-in rule,
-    no string its pattern matches lacks a keyword (the native check searches all of them)."""
-    check_keyword_coverage(BUILTIN_PACKS[name])
+    no string its pattern matches lacks a keyword (the native check searches all of them, and
+    finishes: "unknown" would pass the loader silently)."""
+    for rule in BUILTIN_PACKS[name].rules:
+        if rule.get("keywords"):
+            status, example = keyword_coverage(rule)
+            assert (status, example) == ("covered", None), rule["id"]
+
+
+def test_view_exclusions_apply_only_with_normalisation(tmp_path: Path) -> None:
+    """Leetspeak digits are left to the leet view only when the views exist."""
+    f = tmp_path / "custom.yaml"
+    f.write_text(
+        "rules:\n  - id: forget\n    category: injection\n    severity: error\n"
+        "    keywords: [forget]\n    pattern: '(?i)f[o0]rget\\s+(?:all|previous)'\n"
+    )
+    TrapSet.from_settings(TrapSettings(rule_packs=(str(f),)))
+    off = TrapSettings(rule_packs=(str(f),), normalize=NormalizeSettings(enabled=False))
+    with pytest.raises(RulePackError, match=r"rule forget: keywords: .*'f0rget"):
+        TrapSet.from_settings(off)
 
 
 def test_custom_pack_keyword_gap_names_rule_and_example(tmp_path: Path) -> None:
