@@ -85,17 +85,10 @@ class RegexTrap:
 
     ``simd=False`` keeps the scalar filters; ``tune=False`` stops the AVX-512 filter from
     rebuilding itself from the first 3 MiB it scans (see ``filter_rebuilds``).
-    ``fold_leet=True`` lets keywords match with leetspeak digits for their letters
-    (``prompt is`` in ``pr0mpt i5``), for rules whose patterns accept the digits themselves.
     """
 
     def __new__(
-        cls,
-        rules: Sequence[Mapping[str, Any]],
-        *,
-        simd: bool = True,
-        tune: bool = True,
-        fold_leet: bool = False,
+        cls, rules: Sequence[Mapping[str, Any]], *, simd: bool = True, tune: bool = True
     ) -> RegexTrap: ...
     @property
     def prefilter(self) -> str:
@@ -165,13 +158,11 @@ def keyword_coverage(
     case_insensitive: bool = False,
     left_out: bytes | None = None,
     skip_lookalikes: bool = True,
-    fold_leet: bool = False,
 ) -> tuple[Literal["covered", "gap", "unknown"], bytes | None]:
     """Whether every string ``pattern`` can match holds one of ``keywords`` (ASCII
     case-insensitive; a space in a keyword stands for any run of white space; ``\\b`` first
     for a word start), leaving out strings with a byte of ``left_out`` and, with
-    ``skip_lookalikes``, those with the Unicode case-fold lookalikes U+017F and U+212A; with
-    ``fold_leet``, keywords match as a ``RegexTrap(fold_leet=True)`` finds them.
+    ``skip_lookalikes``, those with the Unicode case-fold lookalikes U+017F and U+212A.
     ``("gap", body)`` gives a short body that the pattern matches without a keyword;
     ``("unknown", None)`` means the search gave up.
     Raises ``RuleError`` for an invalid pattern or empty keywords."""

@@ -130,10 +130,9 @@ def load_rule_pack(spec: str) -> RulePack:
     return RulePack(name=name, source=source, rules=tuple(rules), examples=examples)
 
 
-# Symbols the leetspeak view folds to letters (`@` for a, `$` for s): an injection rule's matches
-# that hold them are left to that view, which the same rules scan. Its digits need no such
-# exclusion: a trap with injection rules folds them in the keyword filter (`fold_leet`).
-_LEET_SYMBOLS = b"@$"
+# Bytes the leetspeak view folds to letters: an injection rule's matches that hold them are left
+# to that view, which the same rules scan (see the keyword coverage check below).
+_LEET_BYTES = b"0134579@$"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -144,7 +143,6 @@ def _coverage(
     case_insensitive: bool,
     left_out: bytes,
     skip_lookalikes: bool,
-    fold_leet: bool,
 ) -> tuple[str, bytes | None]:
     return native.keyword_coverage(
         rule_id,
@@ -153,22 +151,15 @@ def _coverage(
         case_insensitive=case_insensitive,
         left_out=left_out,
         skip_lookalikes=skip_lookalikes,
-        fold_leet=fold_leet,
     )
 
 
-def folds_leet(rules: Iterable[Mapping[str, Any]]) -> bool:
-    """Whether a trap over ``rules`` lets keywords match leetspeak digits for their letters:
-    when it holds injection rules, whose patterns accept those digits themselves."""
-    return any(rule.get("category") == LEET_CATEGORY for rule in rules)
-
-
 def keyword_coverage(
-    rule: Mapping[str, Any], *, normalized: bool = True, fold_leet: bool = False
+    rule: Mapping[str, Any], *, normalized: bool = True
 ) -> tuple[str, bytes | None]:
     """The native coverage verdict for one rule with keywords (see
     :func:`check_keyword_coverage`): ``("covered" | "gap" | "unknown", example)``."""
-    left_out = _LEET_SYMBOLS if normalized and rule.get("category") == LEET_CATEGORY else b""
+    left_out = _LEET_BYTES if normalized and rule.get("category") == LEET_CATEGORY else b""
     return _coverage(
         str(rule["id"]),
         str(rule["pattern"]),
@@ -176,29 +167,25 @@ def keyword_coverage(
         bool(rule.get("case_insensitive")),
         left_out,
         normalized,
-        fold_leet,
     )
 
 
-def check_keyword_coverage(
-    pack: RulePack, *, normalized: bool = True, fold_leet: bool = False
-) -> None:
+def check_keyword_coverage(pack: RulePack, *, normalized: bool = True) -> None:
     """Raise :class:`RulePackError` when a rule's keywords miss some of its matches.
 
     A rule's regex runs only on bodies where one of its keywords occurs, so a match without a
     keyword would pass unseen. The native check searches the pattern for such a match and the
     error shows the shortest one found, so the author sees which keyword to add. Matches that
     hold the lookalike letters U+017F or U+212A (the canonical view turns them into ``s`` and
-    ``k``) or, for injection rules, ``@`` and ``$`` (the leet view folds them) are left out when
-    ``normalized`` (the views exist); with ``fold_leet`` keywords match leetspeak digits as the
-    trap's filter does. A pattern too large to search completes silently: the check is a help,
-    not a gate.
+    ``k``) or, for injection rules, leetspeak digits (the leet view folds them) are left out when
+    ``normalized`` (the views exist). A pattern too large to search completes silently: the
+    check is a help, not a gate.
     """
     for rule in pack.rules:
         if not rule.get("keywords"):
             continue
         try:
-            status, example = keyword_coverage(rule, normalized=normalized, fold_leet=fold_leet)
+            status, example = keyword_coverage(rule, normalized=normalized)
         except native.TrapError as exc:
             raise RulePackError(f"{pack.source}: {exc}") from None
         if status == "gap" and example is not None:
@@ -217,17 +204,14 @@ class TrapSet:
     def __init__(self, packs: Sequence[RulePack], settings: TrapSettings) -> None:
         rules = [rule for pack in packs for rule in pack.rules]
         sources = ", ".join(pack.source for pack in packs)
-        fold = folds_leet(rules)
         try:
-            self._regex = native.RegexTrap(
-                rules, simd=settings.simd, tune=settings.tune_filter, fold_leet=fold
-            )
+            self._regex = native.RegexTrap(rules, simd=settings.simd, tune=settings.tune_filter)
         except native.TrapError as exc:
             raise RulePackError(f"{sources}: {exc}") from None
         # The built-in packs are checked by the test suite; a file pack at every load.
         for pack in packs:
             if not pack.source.startswith("builtin:"):
-                check_keyword_coverage(pack, normalized=settings.normalize.enabled, fold_leet=fold)
+                check_keyword_coverage(pack, normalized=settings.normalize.enabled)
         ent = settings.entropy
         self._entropy: native.EntropyTrap | None = None
         if ent.enabled:
@@ -257,7 +241,7 @@ class TrapSet:
             injection = [r for r in rules if r.get("category") == LEET_CATEGORY]
             if injection:
                 self._leet = native.RegexTrap(
-                    injection, simd=settings.simd, tune=settings.tune_filter, fold_leet=True
+                    injection, simd=settings.simd, tune=settings.tune_filter
                 )
         self._decompress_limits = (norm.max_decompressed_bytes, norm.max_ratio)
         self.max_findings = settings.max_findings

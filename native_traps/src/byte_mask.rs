@@ -535,37 +535,12 @@ fn portable(block: &[u8; 64], first: u8, last: u8) -> u64 {
     })
 }
 
-/// The leetspeak digits and the letters they stand for (`1` reads as
-/// `i`), as the keyword filters fold them when asked (`RegexTrap`'s
-/// `fold_leet`).
-pub const LEET_DIGITS: [(u8, u8); 7] = [
-    (b'0', b'o'),
-    (b'1', b'i'),
-    (b'3', b'e'),
-    (b'4', b'a'),
-    (b'5', b's'),
-    (b'7', b't'),
-    (b'9', b'g'),
-];
-
-/// `b` with a leetspeak digit folded to its letter.
-pub const fn fold_leet(b: u8) -> u8 {
-    let mut i = 0;
-    while i < LEET_DIGITS.len() {
-        if LEET_DIGITS[i].0 == b {
-            return LEET_DIGITS[i].1;
-        }
-        i += 1;
-    }
-    b
-}
-
 /// What [`squeeze_spaces`] saw besides the copy it made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Squeezed {
-    /// The copy differs from the input: white space that was not a single
-    /// space (ASCII white space other than the space, or two white space
-    /// bytes in a row) or, when folding, a leetspeak digit.
+    /// Some white space was not a single space: ASCII white space other
+    /// than the space, or two white space bytes in a row (else the copy
+    /// equals the input).
     pub changed: bool,
     /// Some byte was `0xC2` or `0xE1` to `0xE3`, the lead bytes of the
     /// white space characters beyond ASCII (which the copy leaves as they
@@ -581,16 +556,7 @@ pub struct Squeezed {
 /// caller then goes run by run). Per 64-byte block: the white space mask,
 /// the first byte of each run kept, white space turned into spaces, the
 /// kept bytes compressed to the front of a vector and the vector stored.
-///
-/// Without `squeeze` the white space is copied as it is; with `fold`,
-/// leetspeak digits ([`LEET_DIGITS`]) are folded to their letters, in the
-/// same pass.
-pub fn squeeze_spaces(
-    data: &[u8],
-    out: &mut Vec<u8>,
-    squeeze: bool,
-    fold: bool,
-) -> Option<Squeezed> {
+pub fn squeeze_spaces(data: &[u8], out: &mut Vec<u8>) -> Option<Squeezed> {
     out.clear();
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512bw")
@@ -598,7 +564,7 @@ pub fn squeeze_spaces(
         && std::is_x86_feature_detected!("popcnt")
     {
         // SAFETY: the CPU has AVX-512 F (implied by BW), BW, VBMI2 and POPCNT.
-        return Some(unsafe { squeeze_spaces_avx512(data, out, squeeze, fold) });
+        return Some(unsafe { squeeze_spaces_avx512(data, out) });
     }
     let _ = data;
     None
@@ -610,29 +576,12 @@ pub fn squeeze_spaces(
 /// The CPU must support AVX-512 F, BW and VBMI2, and POPCNT.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi2,popcnt")]
-unsafe fn squeeze_spaces_avx512(
-    data: &[u8],
-    out: &mut Vec<u8>,
-    squeeze: bool,
-    fold: bool,
-) -> Squeezed {
+unsafe fn squeeze_spaces_avx512(data: &[u8], out: &mut Vec<u8>) -> Squeezed {
     use std::arch::x86_64::{
         __m512i, _mm512_cmpeq_epi8_mask, _mm512_cmple_epu8_mask, _mm512_loadu_si512,
         _mm512_mask_mov_epi8, _mm512_maskz_compress_epi8, _mm512_maskz_loadu_epi8,
-        _mm512_permutexvar_epi8, _mm512_storeu_si512, _mm512_sub_epi8,
+        _mm512_storeu_si512, _mm512_sub_epi8,
     };
-    // For `b - '0'` of a digit (0 to 9): the byte it folds to.
-    let digit_letters = {
-        let mut table = [0u8; 64];
-        for (i, slot) in table.iter_mut().enumerate().take(10) {
-            #[allow(clippy::cast_possible_truncation)] // i < 10
-            let digit = b'0' + i as u8;
-            *slot = fold_leet(digit);
-        }
-        // SAFETY: 64 bytes; no alignment needed.
-        unsafe { _mm512_loadu_si512(table.as_ptr().cast()) }
-    };
-    let (zero, nine_span) = (splat(b'0'), splat(9));
     // The output is never longer than the input; each step stores a whole
     // vector, of which only the kept bytes count, so 64 bytes more.
     out.reserve(data.len() + 64);
@@ -645,30 +594,15 @@ unsafe fn squeeze_spaces_avx512(
     // Bytes dropped or turned into spaces, and wide lead bytes, so far.
     let (mut changed, mut leads) = (0u64, 0u64);
     let mut step = |v: __m512i, live: u64| {
-        let (white, repeated) = if squeeze {
-            let other = _mm512_cmple_epu8_mask(_mm512_sub_epi8(v, tab), tab_span) & live;
-            let white = other | (_mm512_cmpeq_epi8_mask(v, space) & live);
-            let repeated = white & ((white << 1) | carry);
-            carry = white >> 63;
-            changed |= other | repeated;
-            (white, repeated)
-        } else {
-            (0, 0)
-        };
+        let other = _mm512_cmple_epu8_mask(_mm512_sub_epi8(v, tab), tab_span) & live;
+        let white = other | (_mm512_cmpeq_epi8_mask(v, space) & live);
+        let repeated = white & ((white << 1) | carry);
+        carry = white >> 63;
+        changed |= other | repeated;
         leads |= (_mm512_cmpeq_epi8_mask(v, c2)
             | _mm512_cmple_epu8_mask(_mm512_sub_epi8(v, e1), e_span))
             & live;
         let keep = live & !repeated;
-        let v = if fold {
-            let offset = _mm512_sub_epi8(v, zero);
-            let digits = _mm512_cmple_epu8_mask(offset, nine_span) & live;
-            let folded =
-                _mm512_mask_mov_epi8(v, digits, _mm512_permutexvar_epi8(offset, digit_letters));
-            changed |= digits & !(_mm512_cmpeq_epi8_mask(folded, v));
-            folded
-        } else {
-            v
-        };
         let squeezed = _mm512_mask_mov_epi8(v, white, space);
         // The kept bytes packed at the front of a vector (a compressed store
         // to memory is several times slower), stored whole. SAFETY: before
@@ -911,7 +845,7 @@ mod tests {
             let body: Vec<u8> = (0..len)
                 .flat_map(|_| pieces[rng.below(pieces.len())].iter().copied())
                 .collect();
-            if let Some(seen) = squeeze_spaces(&body, &mut out, true, false) {
+            if let Some(seen) = squeeze_spaces(&body, &mut out) {
                 let want = reference(&body);
                 assert_eq!(out, want, "{body:?}");
                 assert_eq!(seen.changed, want != body, "{body:?}");
@@ -926,28 +860,5 @@ mod tests {
         if checked == 0 {
             eprintln!("skipped: this CPU has no AVX-512 VBMI2");
         }
-    }
-
-    #[test]
-    fn folding_turns_leet_digits_into_letters_in_the_same_pass() {
-        let mut out = Vec::new();
-        let body = b"pr0mpt  i5:\t1gn0r3 2468 4ll 7h3 9o";
-        let Some(seen) = squeeze_spaces(body, &mut out, true, true) else {
-            eprintln!("skipped: this CPU has no AVX-512 VBMI2");
-            return;
-        };
-        assert_eq!(out, b"prompt is: ignore 2a68 all the go");
-        assert!(seen.changed);
-        // Digits that fold to themselves change nothing.
-        let plain = b"2268 and 8";
-        assert_eq!(
-            squeeze_spaces(plain, &mut out, true, true).map(|s| s.changed),
-            Some(false)
-        );
-        assert_eq!(out, plain);
-        // Folding alone keeps the white space.
-        let spaced = b"7o  b3\t";
-        squeeze_spaces(spaced, &mut out, false, true);
-        assert_eq!(out, b"to  be\t");
     }
 }

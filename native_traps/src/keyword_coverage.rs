@@ -165,7 +165,6 @@ pub fn check<K: AsRef<[u8]>>(
     keywords: &[K],
     left_out: &[u8],
     skip_lookalikes: bool,
-    fold_leet: bool,
 ) -> Result<Coverage, TrapError> {
     if keywords.is_empty() || keywords.iter().any(|k| k.as_ref().is_empty()) {
         return Err(TrapError::invalid_rule(
@@ -197,7 +196,7 @@ pub fn check<K: AsRef<[u8]>>(
                 .start_kind(StartKind::Unanchored),
         )
         .syntax(syntax::Config::new().unicode(false).utf8(false))
-        .build(&keyword_pattern(keywords, fold_leet))
+        .build(&keyword_pattern(keywords))
         .map_err(|e| {
             TrapError::invalid_rule(
                 rule_id,
@@ -233,20 +232,10 @@ pub fn check<K: AsRef<[u8]>>(
 }
 
 /// A pattern (bytes, no Unicode) matching where any of `keywords` occurs
-/// as the keyword filters find it: ASCII letters in either case (and, with
-/// `fold_leet`, a leetspeak digit for its letter), a space as a run of
-/// white space, a word-start keyword after the start or a byte that is no
-/// ASCII letter, digit or `_`.
-fn keyword_pattern<K: AsRef<[u8]>>(keywords: &[K], fold_leet: bool) -> String {
-    // The byte the filters compare, for a byte of a keyword or the text.
-    let key = |b: u8| {
-        let lower = b.to_ascii_lowercase();
-        if fold_leet {
-            crate::byte_mask::fold_leet(lower)
-        } else {
-            lower
-        }
-    };
+/// as the keyword filters find it: ASCII letters in either case, a space
+/// as a run of white space, a word-start keyword after the start or a byte
+/// that is no ASCII letter, digit or `_`.
+fn keyword_pattern<K: AsRef<[u8]>>(keywords: &[K]) -> String {
     let mut space = String::from("(?:[");
     for b in ASCII_SPACES {
         let _ = write!(space, "\\x{b:02X}");
@@ -271,15 +260,19 @@ fn keyword_pattern<K: AsRef<[u8]>>(keywords: &[K], fold_leet: bool) -> String {
             text = rest;
         }
         for &b in text {
-            if b == b' ' {
-                pattern.push_str(&space);
-            } else {
-                // Every byte the filters take for this one.
-                pattern.push('[');
-                for x in (0..=u8::MAX).filter(|&x| key(x) == key(b)) {
-                    let _ = write!(pattern, "\\x{x:02X}");
+            match b {
+                b' ' => pattern.push_str(&space),
+                _ if b.is_ascii_alphabetic() => {
+                    let _ = write!(
+                        pattern,
+                        "[{}{}]",
+                        char::from(b.to_ascii_lowercase()),
+                        char::from(b.to_ascii_uppercase())
+                    );
                 }
-                pattern.push(']');
+                _ => {
+                    let _ = write!(pattern, "\\x{b:02X}");
+                }
             }
         }
         pattern.push(')');
@@ -556,7 +549,7 @@ mod tests {
     use crate::test_rng::XorShift;
 
     fn gap(pattern: &str, ci: bool, keywords: &[&str], left_out: &[u8]) -> Option<String> {
-        match check("t", pattern, ci, keywords, left_out, true, false).expect("valid rule") {
+        match check("t", pattern, ci, keywords, left_out, true).expect("valid rule") {
             Coverage::Covered => None,
             Coverage::Gap(example) => Some(String::from_utf8_lossy(&example).into_owned()),
             Coverage::Unknown => panic!("search gave up"),
@@ -618,9 +611,9 @@ mod tests {
 
     #[test]
     fn an_invalid_pattern_or_empty_keywords_is_an_error() {
-        assert!(check("t", "(", false, &["a"], b"", true, false).is_err());
-        assert!(check::<&str>("t", "a", false, &[], b"", true, false).is_err());
-        assert!(check("t", "a", false, &[""], b"", true, false).is_err());
+        assert!(check("t", "(", false, &["a"], b"", true).is_err());
+        assert!(check::<&str>("t", "a", false, &[], b"", true).is_err());
+        assert!(check("t", "a", false, &[""], b"", true).is_err());
     }
 
     /// Whether `haystack` holds a keyword as the filters find it (no
@@ -664,7 +657,7 @@ mod tests {
             if re.is_match(b"") {
                 continue;
             }
-            match check("t", &pattern, false, &keywords, b"", true, false).expect("valid") {
+            match check("t", &pattern, false, &keywords, b"", true).expect("valid") {
                 Coverage::Gap(example) => {
                     gaps += 1;
                     assert!(re.is_match(&example), "{pattern} {keywords:?} {example:?}");
@@ -708,8 +701,7 @@ mod tests {
         assert!(example.to_lowercase().contains("clé"), "{example:?}");
         // A rule whose keyword is its own word is covered, not refused
         // with an example the pattern does not match.
-        match check("t", r"\bпароль\b", false, &["\\bпароль"], b"", true, false).unwrap()
-        {
+        match check("t", r"\bпароль\b", false, &["\\bпароль"], b"", true).unwrap() {
             Coverage::Covered | Coverage::Unknown => {}
             Coverage::Gap(example) => panic!("false gap {:?}", String::from_utf8_lossy(&example)),
         }
@@ -718,28 +710,16 @@ mod tests {
     #[test]
     fn lookalikes_are_left_out_only_when_asked() {
         assert_eq!(gap(r"(?i)secret", true, &["secret"], b""), None);
-        let kept = check("t", r"(?i)secret", true, &["secret"], b"", false, false).unwrap();
+        let kept = check("t", r"(?i)secret", true, &["secret"], b"", false).unwrap();
         assert!(matches!(kept, Coverage::Gap(_)), "{kept:?}");
     }
 
     #[test]
     fn a_search_too_long_gives_up() {
-        let verdict = check("t", r"(?:a?){3000}key", false, &["key"], b"", true, false).unwrap();
+        let verdict = check("t", r"(?:a?){3000}key", false, &["key"], b"", true).unwrap();
         assert!(
             matches!(verdict, Coverage::Unknown | Coverage::Covered),
             "{verdict:?}"
         );
-    }
-
-    #[test]
-    fn folded_keywords_cover_leet_digits() {
-        // Without folding, `pr0mpt i5` holds no keyword; with it, it does.
-        let pattern = r"(?i)pr[o0]mpt\s+[i1][s5]";
-        assert!(gap(pattern, true, &["prompt is"], b"").is_some());
-        let folded = check("t", pattern, true, &["prompt is"], b"", true, true).unwrap();
-        assert_eq!(folded, Coverage::Covered);
-        // A keyword written with a digit stands for its letter too.
-        let folded = check("t", r"(?i)f[o0]rget", true, &["f0rget"], b"", true, true).unwrap();
-        assert_eq!(folded, Coverage::Covered);
     }
 }

@@ -390,28 +390,15 @@ impl PyRegexTrap {
 #[pymethods]
 impl PyRegexTrap {
     #[new]
-    #[pyo3(signature = (rules, *, simd = true, tune = true, fold_leet = false))]
-    fn new(
-        py: Python<'_>,
-        rules: Vec<Bound<'_, PyAny>>,
-        simd: bool,
-        tune: bool,
-        fold_leet: bool,
-    ) -> PyResult<Self> {
+    #[pyo3(signature = (rules, *, simd = true, tune = true))]
+    fn new(py: Python<'_>, rules: Vec<Bound<'_, PyAny>>, simd: bool, tune: bool) -> PyResult<Self> {
         let mut specs = Vec::with_capacity(rules.len());
         for (position, item) in rules.into_iter().enumerate() {
             specs.push(parse_rule(position, &item)?.map_err(|e| to_py_err(py, &e))?);
         }
         // Compiling many regexes can take a while; other threads may run.
         let trap = detached(py, "RegexTrap()", || {
-            RegexTrap::compile_with(
-                specs,
-                CompileOptions {
-                    simd,
-                    tune,
-                    fold_leet,
-                },
-            )
+            RegexTrap::compile_with(specs, CompileOptions { simd, tune })
         })?
         .map_err(|e| to_py_err(py, &e))?;
         let ids = trap.rules().map(|r| Arc::from(r.id.as_str())).collect();
@@ -616,9 +603,8 @@ fn scan_all(
 /// matches without a keyword, or `("unknown", None)` when the search was
 /// too large to finish.
 #[pyfunction]
-#[pyo3(signature = (rule_id, pattern, keywords, *, case_insensitive = false, left_out = None, skip_lookalikes = true, fold_leet = false))]
+#[pyo3(signature = (rule_id, pattern, keywords, *, case_insensitive = false, left_out = None, skip_lookalikes = true))]
 #[allow(clippy::needless_pass_by_value)] // PyO3 extracts a list into an owned Vec
-#[allow(clippy::too_many_arguments)] // one per argument of the Python function
 fn keyword_coverage(
     py: Python<'_>,
     rule_id: &str,
@@ -627,7 +613,6 @@ fn keyword_coverage(
     case_insensitive: bool,
     left_out: Option<&[u8]>,
     skip_lookalikes: bool,
-    fold_leet: bool,
 ) -> PyResult<(&'static str, Option<Vec<u8>>)> {
     use crate::keyword_coverage::{check, Coverage};
     let left_out = left_out.unwrap_or_default();
@@ -639,7 +624,6 @@ fn keyword_coverage(
             &keywords,
             left_out,
             skip_lookalikes,
-            fold_leet,
         )
     })?;
     match result {

@@ -102,21 +102,10 @@ impl SpaceBuffers {
     /// where one does start such a character the copy is made again run by
     /// run. Where the CPU lacks AVX-512 VBMI2, run by run throughout.
     pub fn collapsed<'a>(&'a mut self, data: &'a [u8]) -> &'a [u8] {
-        self.filter_text(data, true, false)
-    }
-
-    /// The text the keyword filters scan for `data`: with `squeeze`, every
-    /// run of white space squeezed to one space (see [`Self::collapsed`]);
-    /// with `fold`, every leetspeak digit folded to its letter
-    /// (`byte_mask::LEET_DIGITS`). `data` itself when that changes nothing.
-    pub fn filter_text<'a>(&'a mut self, data: &'a [u8], squeeze: bool, fold: bool) -> &'a [u8] {
-        if !squeeze && !fold {
-            return data;
-        }
         let Self { text, leads } = self;
-        let squeezed = byte_mask::squeeze_spaces(data, text, squeeze, fold);
+        let squeezed = byte_mask::squeeze_spaces(data, text);
         if let Some(seen) = squeezed {
-            let wide = squeeze && seen.wide_leads && {
+            let wide = seen.wide_leads && {
                 leads.clear();
                 byte_mask::masks(data, byte_mask::Class::InRanges(&WIDE_LEADS), leads);
                 leads.iter().enumerate().any(|(w, &word)| {
@@ -134,16 +123,7 @@ impl SpaceBuffers {
             }
         }
         text.clear();
-        if squeeze {
-            collapse_runs(data, text);
-        } else {
-            text.extend_from_slice(data);
-        }
-        if fold {
-            for b in text.iter_mut() {
-                *b = byte_mask::fold_leet(*b);
-            }
-        }
+        collapse_runs(data, text);
         if text.as_slice() == data {
             return data;
         }
