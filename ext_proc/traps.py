@@ -175,7 +175,7 @@ def check_keyword_coverage(pack: RulePack, *, normalized: bool = True) -> None:
 
     A rule's regex runs only on bodies where one of its keywords occurs, so a match without a
     keyword would pass unseen. The native check searches the pattern for such a match and the
-    error shows the shortest one found, so the author sees which keyword to add. Matches that
+    error shows a short one, so the author sees which keyword to add. Matches that
     hold the lookalike letters U+017F or U+212A (the canonical view turns them into ``s`` and
     ``k``) or, for injection rules, leetspeak digits (the leet view folds them) are left out when
     ``normalized`` (the views exist). A pattern too large to search completes silently: the

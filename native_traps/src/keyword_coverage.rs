@@ -2,7 +2,7 @@
 //! match must hold one of the keywords, or the prefilter, which runs a
 //! rule's regex only on bodies where one of its keywords occurs, drops
 //! some true matches without a trace. A rule pack is checked at load, and
-//! a gap is reported with a shortest string that matches without any
+//! a gap is reported with a short string that matches without any
 //! keyword (`stop  following` with two spaces, where the keyword is
 //! `stop follow`), so that the author sees what to add.
 //!
@@ -67,9 +67,13 @@ pub const MAX_STATES: usize = 1_000_000;
 pub enum Coverage {
     /// Every match (of the strings checked) holds a keyword.
     Covered,
-    /// This body holds a match and no keyword: one of the shortest.
+    /// This body holds a match and no keyword: a short one (breadth first;
+    /// a match that needs a byte after it can be reported before a shorter
+    /// one at the same depth).
     Gap(Vec<u8>),
-    /// The search hit [`MAX_STATES`] before it could tell.
+    /// The search could not tell: it hit [`MAX_STATES`] or [`MAX_STEPS`],
+    /// or the pattern itself does not match the example it found (see
+    /// `Search::holds`).
     Unknown,
 }
 
