@@ -820,7 +820,7 @@ mod tests {
                 let white = b == b' ' || (b'\t'..=0x0D).contains(&b);
                 if !white {
                     out.push(b);
-                } else if out.last() != Some(&b' ') || !matches!(out.len(), n if n > 0) {
+                } else if out.last() != Some(&b' ') {
                     out.push(b' ');
                 }
             }

@@ -177,22 +177,23 @@ pub fn check<K: AsRef<[u8]>>(
             "a keyword coverage check needs non-empty keywords".to_owned(),
         ));
     }
+    // As the trap parses the pattern (see `regex_trap::compile_rule`).
+    let syntax_config = syntax::Config::new()
+        .case_insensitive(case_insensitive)
+        .utf8(false);
+    let invalid = |reason: String| TrapError::InvalidPattern {
+        rule_id: rule_id.to_owned(),
+        reason,
+    };
     let nfa = NFA::compiler()
-        .syntax(
-            syntax::Config::new()
-                .case_insensitive(case_insensitive)
-                .utf8(false),
-        )
+        .syntax(syntax_config)
         .configure(
             thompson::Config::new()
                 .utf8(false)
                 .which_captures(WhichCaptures::None),
         )
         .build(pattern)
-        .map_err(|e| TrapError::InvalidPattern {
-            rule_id: rule_id.to_owned(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| invalid(e.to_string()))?;
     let automaton = dense::Builder::new()
         .configure(
             dense::Config::new()
@@ -218,16 +219,9 @@ pub fn check<K: AsRef<[u8]>>(
         // not (see `Search::holds`): a gap stands only if the pattern itself
         // matches the example.
         let regex = regex_automata::meta::Builder::new()
-            .syntax(
-                syntax::Config::new()
-                    .case_insensitive(case_insensitive)
-                    .utf8(false),
-            )
+            .syntax(syntax_config)
             .build(pattern)
-            .map_err(|e| TrapError::InvalidPattern {
-                rule_id: rule_id.to_owned(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| invalid(e.to_string()))?;
         if !regex.is_match(example.as_slice()) {
             return Ok(Coverage::Unknown);
         }
@@ -404,8 +398,8 @@ impl<'a> Search<'a> {
     }
 
     fn add(&mut self, node: Node, from: Option<usize>, byte: Option<u8>) {
-        if !self.seen.contains_key(&node) {
-            self.seen.insert(node, self.nodes.len());
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.seen.entry(node) {
+            slot.insert(self.nodes.len());
             self.nodes.push((node, from, byte));
         }
     }

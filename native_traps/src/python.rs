@@ -599,9 +599,9 @@ fn scan_all(
 
 /// Whether every string `pattern` matches holds one of `keywords` (see
 /// `keyword_coverage.rs`), leaving out strings with a byte of `left_out`:
-/// `("covered", None)`, `("gap", example)` with a shortest body that
-/// matches without a keyword, or `("unknown", None)` when the search was
-/// too large to finish.
+/// `("covered", None)`, `("gap", example)` with a short body that
+/// matches without a keyword, or `("unknown", None)` when the search could
+/// not tell.
 #[pyfunction]
 #[pyo3(signature = (rule_id, pattern, keywords, *, case_insensitive = false, left_out = None, skip_lookalikes = true))]
 #[allow(clippy::needless_pass_by_value)] // PyO3 extracts a list into an owned Vec

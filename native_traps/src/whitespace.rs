@@ -62,24 +62,6 @@ pub fn space_at(data: &[u8], at: usize) -> Option<usize> {
         .map(|s| s.len())
 }
 
-/// The length of the white space character that ends right before `end`,
-/// if any (the tests check [`WIDE_SPACES`] with it from both ends).
-#[cfg(test)]
-fn space_before(data: &[u8], end: usize) -> Option<usize> {
-    let head = data.get(..end)?;
-    let last = *head.last()?;
-    if ASCII_SPACES.contains(&last) {
-        return Some(1);
-    }
-    if last < 0x80 {
-        return None;
-    }
-    WIDE_SPACES
-        .iter()
-        .find(|s| head.ends_with(s))
-        .map(|s| s.len())
-}
-
 /// Buffers for [`SpaceBuffers::collapsed`], kept between scans.
 #[derive(Debug, Default)]
 pub struct SpaceBuffers {
@@ -123,16 +105,17 @@ impl SpaceBuffers {
             }
         }
         text.clear();
-        collapse_runs(data, text);
-        if text.as_slice() == data {
-            return data;
+        if collapse_runs(data, text) {
+            text
+        } else {
+            data
         }
-        text
     }
 }
 
-/// [`SpaceBuffers::collapsed`] run by run, into `text` (empty).
-fn collapse_runs(data: &[u8], text: &mut Vec<u8>) {
+/// [`SpaceBuffers::collapsed`] run by run, into `text` (empty): whether
+/// any run was replaced.
+fn collapse_runs(data: &[u8], text: &mut Vec<u8>) -> bool {
     let mut copied = 0;
     let mut at = 0;
     while at < data.len() {
@@ -152,6 +135,7 @@ fn collapse_runs(data: &[u8], text: &mut Vec<u8>) {
         at = end;
     }
     text.extend_from_slice(&data[copied..]);
+    copied > 0
 }
 
 #[cfg(test)]
@@ -219,11 +203,6 @@ mod tests {
             let bytes = s.as_bytes();
             let is_space = re.is_match(s);
             assert_eq!(space_at(bytes, 0) == Some(bytes.len()), is_space, "{c:?}");
-            assert_eq!(
-                space_before(bytes, bytes.len()) == Some(bytes.len()),
-                is_space,
-                "{c:?}"
-            );
             assert_eq!(c.is_whitespace(), is_space, "{c:?}");
         }
     }
