@@ -219,8 +219,11 @@ class Normalizer:
         max_ratio: float = 100.0,
         min_text_blob_len: int = 12,
     ) -> Normalizer: ...
-    def views(self, data: bytes) -> list[tuple[str, bytes]]:
-        """Every view as (name, bytes), raw first (tests and debugging)."""
+    def views(
+        self, data: bytes, regex: RegexTrap | None = None, leet: RegexTrap | None = None
+    ) -> list[tuple[str, bytes]]:
+        """Every view as (name, bytes), raw first (tests and debugging); with the traps `scan`
+        would get, the leet view last when `scan` would build it."""
     def scan(
         self,
         regex: RegexTrap,

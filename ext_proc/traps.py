@@ -280,6 +280,16 @@ class TrapSet:
         except native.TrapError as exc:
             raise BodyDecodeError(str(exc)) from None
 
+    def views(self, data: bytes) -> list[tuple[str, bytes]]:
+        """The normalised views a scan of ``data`` uses, as (name, bytes), raw first.
+
+        For inspection and tests: the leet view is listed only when the scan would build it
+        (a keyword of an injection rule could occur in it). Only raw without normalisation.
+        """
+        if self._normalizer is None:
+            return [("raw", data)]
+        return self._normalizer.views(data, self._regex, self._leet)
+
     def scan(self, data: bytes) -> list[Finding]:
         """Run every trap over ``data`` and its normalised views (one native call).
 

@@ -20,6 +20,7 @@ pub mod filter_tuning;
 pub mod keyword_coverage;
 pub mod keyword_filter;
 pub mod keyword_teddy;
+pub mod leet_gate;
 pub mod normalize;
 pub mod regex_trap;
 mod required_byte;

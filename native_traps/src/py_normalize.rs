@@ -13,8 +13,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::normalize::{
-    decompress as core_decompress, scan_views, DecompressLimits, NormalizeError, NormalizeOptions,
-    ViewScan, Views,
+    decompress as core_decompress, leet_view_for, scan_views, DecompressLimits, NormalizeError,
+    NormalizeOptions, ViewScan, Views,
 };
 use crate::python::{detached, PyEntropyTrap, PyFinding, PyRegexTrap, TrapError};
 
@@ -258,16 +258,30 @@ impl PyNormalizer {
         })
     }
 
-    /// Every view of `data` as (name, bytes), raw first (for tests and debugging).
+    /// Every view of `data` as (name, bytes), raw first (for tests and
+    /// debugging). With `regex` and `leet`, the traps `scan` would get, the
+    /// list ends with the leet view when `scan` would build it.
+    #[pyo3(signature = (data, regex=None, leet=None))]
     fn views<'py>(
         &self,
         py: Python<'py>,
         data: &[u8],
+        regex: Option<&Bound<'_, PyRegexTrap>>,
+        leet: Option<&Bound<'_, PyRegexTrap>>,
     ) -> PyResult<Vec<(String, Bound<'py, PyBytes>)>> {
         let opts = self.opts;
-        let views = detached(py, "Normalizer.views", || Views::build(data, &opts))?;
+        let (regex, leet) = (regex.map(Bound::get), leet.map(Bound::get));
+        let (views, leet_view) = detached(py, "Normalizer.views", || {
+            let views = Views::build(data, &opts);
+            let leet_view = match (regex, leet) {
+                (Some(regex), Some(leet)) => leet_view_for(&regex.trap, &leet.trap, &views),
+                _ => None,
+            };
+            (views, leet_view)
+        })?;
         Ok(views
             .iter()
+            .chain(leet_view.iter().map(|v| (v.kind, v.bytes.as_slice())))
             .map(|(kind, bytes)| (kind.name(), PyBytes::new(py, bytes)))
             .collect())
     }

@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use regex::bytes::{RegexSet, RegexSetBuilder};
@@ -37,6 +38,7 @@ use crate::digit_windows::{Coverage, DigitBuffers, DigitShape, Digits, Marker};
 use crate::error::TrapError;
 use crate::filter_tuning::TunedTeddy;
 use crate::keyword_filter::{KeywordFilter, Then};
+use crate::leet_gate::LeetGate;
 use crate::required_byte::rarest_required;
 use crate::rule::{RuleSpec, WORD_START};
 use crate::whitespace::SpaceBuffers;
@@ -121,6 +123,12 @@ pub struct RegexTrap {
     batches: Vec<Batch>,
     /// For each rule: the index of its batch in `batches`, if any.
     batch_of: Vec<Option<usize>>,
+    /// Rule index by id.
+    ids: HashMap<String, usize>,
+    /// The keyword texts of the filter, by keyword id.
+    keywords: Vec<String>,
+    /// Built the first time this trap scans a leet view.
+    leet_gate: OnceLock<LeetGate>,
 }
 
 /// Rules that share a batch name, and their patterns as one `RegexSet`
@@ -148,10 +156,10 @@ impl RegexTrap {
     /// # Errors
     /// As [`RegexTrap::compile`].
     pub fn compile_with(rules: Vec<RuleSpec>, options: CompileOptions) -> Result<Self, TrapError> {
-        let mut seen_ids: HashMap<&str, usize> = HashMap::with_capacity(rules.len());
+        let mut ids: HashMap<String, usize> = HashMap::with_capacity(rules.len());
         for (index, spec) in rules.iter().enumerate() {
             spec.validate()?;
-            if let Some(first) = seen_ids.insert(&spec.id, index) {
+            if let Some(first) = ids.insert(spec.id.clone(), index) {
                 return Err(TrapError::invalid_rule(
                     &spec.id,
                     "id",
@@ -218,7 +226,26 @@ impl RegexTrap {
             keyed_rule_count,
             batches,
             batch_of,
+            ids,
+            keywords,
+            leet_gate: OnceLock::new(),
         })
+    }
+
+    /// Whether some rule has no keywords (and so runs on every input).
+    pub fn has_keywordless_rule(&self) -> bool {
+        !self.unconditional.is_empty()
+    }
+
+    /// The index of the rule with this id.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.ids.get(id).copied()
+    }
+
+    /// The pieces of this trap's keywords that decide whether a leet view
+    /// is worth scanning with it (built on first use).
+    pub fn leet_gate(&self) -> &LeetGate {
+        self.leet_gate.get_or_init(|| LeetGate::new(&self.keywords))
     }
 
     /// Number of rules.
@@ -270,6 +297,7 @@ impl RegexTrap {
             &mut Vec::new(),
             &mut candidates,
             &mut SpaceBuffers::default(),
+            true,
         );
         candidates
     }
@@ -282,6 +310,7 @@ impl RegexTrap {
         selected: &mut Vec<u64>,
         candidates: &mut Vec<usize>,
         spaces: &mut SpaceBuffers,
+        learn: bool,
     ) {
         // One bit per rule: walking the set bits at the end costs a word
         // per 64 rules, not a step per rule.
@@ -300,7 +329,7 @@ impl RegexTrap {
             let mut keyed_selected = 0;
             // Every keyword present is reported, including one that starts
             // inside another (e.g. `ant-` inside `sk-ant-`).
-            prefilter.for_each_occurrence(data, |keyword, start| {
+            prefilter.for_each_occurrence(data, learn, |keyword, start| {
                 let mut select = |selected: &mut Vec<u64>, owners: &[usize]| {
                     for &index in owners {
                         let (word, bit) = (&mut selected[index / 64], 1 << (index % 64));
@@ -348,25 +377,59 @@ impl RegexTrap {
     /// duplicates removed. Overlapping findings from different rules are all
     /// kept; merging spans is the caller's policy.
     pub fn scan(&self, data: &[u8]) -> Vec<Finding> {
-        let fresh = || self.scan_with(data, &mut Scratch::default());
+        Self::with_scratch(data, |scratch| self.scan_with(data, scratch))
+    }
+
+    /// [`RegexTrap::scan`] that also writes the candidate rules (see
+    /// [`RegexTrap::candidate_rules`]) to `candidates`, ascending.
+    pub fn scan_noting(&self, data: &[u8], candidates: &mut Vec<usize>) -> Vec<Finding> {
+        Self::with_scratch(data, |scratch| {
+            let findings = self.scan_with(data, scratch);
+            candidates.clear();
+            candidates.extend_from_slice(&scratch.candidates);
+            findings
+        })
+    }
+
+    /// Whether any rule would run on `data`: a keyword is present, or some
+    /// rule has none.
+    pub fn has_candidates(&self, data: &[u8]) -> bool {
+        Self::with_scratch(data, |scratch| {
+            let Scratch {
+                selected,
+                candidates,
+                spaces,
+                ..
+            } = scratch;
+            // A few bytes around a word are no sample of the traffic: the
+            // filter learns nothing from them.
+            self.candidates_into(data, selected, candidates, spaces, false);
+            !candidates.is_empty()
+        })
+    }
+
+    /// Run `f` with this thread's buffers, or fresh ones for a large body.
+    fn with_scratch<T>(data: &[u8], f: impl FnOnce(&mut Scratch) -> T) -> T {
         if data.len() > SCRATCH_BODY_MAX {
-            return fresh();
+            return f(&mut Scratch::default());
         }
         // Fresh buffers too if the thread's are borrowed (no scan calls
         // another today) or already destroyed (a scan while the thread
         // exits).
-        SCRATCH
-            .try_with(|cell| match cell.try_borrow_mut() {
-                Ok(mut scratch) => {
-                    let findings = self.scan_with(data, &mut scratch);
-                    if scratch.heap_bytes() > SCRATCH_KEEP_MAX {
-                        *scratch = Scratch::default();
-                    }
-                    findings
-                }
-                Err(_) => fresh(),
-            })
-            .unwrap_or_else(|_| fresh())
+        let mut f = Some(f);
+        let kept = SCRATCH.try_with(|cell| {
+            let mut scratch = cell.try_borrow_mut().ok()?;
+            let out = f.take()?(&mut scratch);
+            if scratch.heap_bytes() > SCRATCH_KEEP_MAX {
+                *scratch = Scratch::default();
+            }
+            Some(out)
+        });
+        match (kept, f) {
+            (Ok(Some(out)), _) => out,
+            (_, Some(f)) => f(&mut Scratch::default()),
+            (_, None) => unreachable!("`f` runs only where its result is kept"),
+        }
     }
 
     /// [`RegexTrap::scan`] with the buffers of `scratch`.
@@ -384,7 +447,7 @@ impl RegexTrap {
         // windows (none at all when no cluster of its digits occurs), unless
         // they cover most of the body. The digits are found at the first
         // such candidate and then shared.
-        self.candidates_into(data, selected, candidates, spaces);
+        self.candidates_into(data, selected, candidates, spaces, true);
         let tight_min = candidates
             .iter()
             .filter_map(|&index| self.rules[index].digit_shape?.tight_run_min())
@@ -665,9 +728,16 @@ impl Prefilter {
     /// `data` (each keyword's first, and more while `found` says
     /// [`Then::Again`]; the shift-or filter and the automaton report them
     /// all) until it says [`Then::Stop`].
-    fn for_each_occurrence(&self, data: &[u8], mut found: impl FnMut(usize, usize) -> Then) {
+    /// Only scans that `learn` teach a tuned filter (see `filter_tuning.rs`).
+    fn for_each_occurrence(
+        &self,
+        data: &[u8],
+        learn: bool,
+        mut found: impl FnMut(usize, usize) -> Then,
+    ) {
         match self {
-            Self::Teddy(filter) => filter.for_each_occurrence(data, found),
+            Self::Teddy(filter) if learn => filter.for_each_occurrence(data, found),
+            Self::Teddy(filter) => filter.current().for_each_occurrence(data, found),
             Self::ShiftOr(filter) => filter.for_each_occurrence(data, found),
             Self::Automaton(automaton) => {
                 for hit in automaton.find_overlapping_iter(data) {

@@ -1,7 +1,9 @@
 //! Any bytes through `Views::build` + `scan_views` with a small rule set:
 //! no panic, findings inside the body, sorted, no duplicate (rule, span);
-//! and a rule whose keyword has a space (any run of white space) finds on
-//! the raw bytes exactly what the same rule without keywords finds.
+//! a rule whose keyword has a space (any run of white space) finds on the
+//! raw bytes exactly what the same rule without keywords finds; and the
+//! leet view, scanned only when the gate lets it (`leet_gate.rs`), yields
+//! every finding that scanning it always would.
 #![no_main]
 
 use std::collections::HashSet;
@@ -40,16 +42,41 @@ fn traps() -> &'static (RegexTrap, RegexTrap, EntropyTrap) {
         )
         .with_keywords(["ignore"])
         .with_case_insensitive(true);
-        let rules = vec![
+        // Keywords of several words, cut at spaces and an apostrophe.
+        let leet_rules = [
+            injection,
+            RuleSpec::new(
+                "prompt-is",
+                "injection",
+                Severity::Error,
+                r"(?i)\bsystem\s+prompt\s+is\b",
+            )
+            .with_keywords(["system prompt is"]),
+            RuleSpec::new(
+                "act-as",
+                "injection",
+                Severity::Error,
+                r"(?i)\bact\s+as\s+dan\b",
+            )
+            .with_keywords(["act as"]),
+            RuleSpec::new(
+                "dont",
+                "injection",
+                Severity::Error,
+                r"(?i)\bdon't\s+follow\b",
+            )
+            .with_keywords(["n't follow"]),
+        ];
+        let mut rules = vec![
             RuleSpec::new("aws", "secret", Severity::Critical, r"\bAKIA[A-Z2-7]{16}\b")
                 .with_keywords(["akia"]),
             RuleSpec::new("digits", "test", Severity::Notice, r"[0-9]{4}"),
-            injection.clone(),
             phrase_rule(),
         ];
+        rules.extend(leet_rules.iter().cloned());
         (
             RegexTrap::compile(rules).expect("rules compile"),
-            RegexTrap::compile(vec![injection]).expect("rule compiles"),
+            RegexTrap::compile(leet_rules.to_vec()).expect("rules compile"),
             EntropyTrap::default(),
         )
     })
@@ -80,5 +107,25 @@ fuzz_target!(|data: &[u8]| {
             .map(|f| (f.start, f.end))
             .collect()
     };
-    assert_eq!(spans(regex.scan(data), 3), spans(unkeyed().scan(data), 0));
+    assert_eq!(spans(regex.scan(data), 2), spans(unkeyed().scan(data), 0));
+    // The gate: what the leet trap finds in the leet view, scanned always.
+    let always: HashSet<(usize, usize, usize)> = views
+        .leet_view()
+        .map(|view| {
+            leet.scan(&view.bytes)
+                .into_iter()
+                .filter_map(|f| {
+                    view.map_span(f.start, f.end)
+                        .map(|(s, e)| (f.rule_index, s, e))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let gated: HashSet<(usize, usize, usize)> = result
+        .findings
+        .iter()
+        .filter(|f| f.view == ViewKind::Leet)
+        .map(|f| (f.rule_index, f.start, f.end))
+        .collect();
+    assert_eq!(gated, always, "the leet gate kept the view from a match");
 });

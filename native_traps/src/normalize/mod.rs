@@ -13,7 +13,7 @@
 //! | `PercentDecoded` | `JsonStrings` or `Raw` | `%XX` decoded |
 //! | `Canonical` | the newest of the above | invisible characters removed, NFKC per character, combining marks after a Latin letter dropped, confusables folded to ASCII |
 //! | `Tags` | the text view | runs of Unicode tag characters decoded to the ASCII they shadow |
-//! | `Leet` | `Canonical` or the text view | `0 1 3 4 5 7 9 @ $` folded to letters; only when some word has a digit between letters (`1gn0re`), then in every word with a letter and in short all-leet numbers (injection rules only) |
+//! | `Leet` | `Canonical` or the text view | `0 1 3 4 5 7 9 @ $` folded to letters in every word with a letter and in short all-leet numbers; planned here ([`Views::leet`]) and built and scanned (injection rules only) when a keyword could occur in it (see `leet_gate.rs`) |
 //! | `Decoded{depth}` | the text view, then the previous `Decoded` | base64 / base64url / hex runs that decode to mostly printable UTF-8, and shorter strict base64 of a printable ASCII value (an SSN), one per line |
 //!
 //! Each transform runs only after a cheap pre-check (a byte >= 0x80, a
@@ -38,7 +38,9 @@ pub use decompress::{
     decompress, DecompressLimits, DEFAULT_MAX_DECOMPRESSED, DEFAULT_MAX_RATIO, RATIO_FLOOR,
 };
 pub use offsets::{OffsetMap, Segment};
-pub use scan::{scan_views, ViewEntropyFinding, ViewFinding, ViewScan};
+pub use scan::{
+    leet_view_for, leet_view_needed, scan_views, ViewEntropyFinding, ViewFinding, ViewScan,
+};
 pub use text::{confusable, is_invisible};
 
 /// Name put in [`Views::limits_hit`] when the decoded-bytes budget ran out.
@@ -166,6 +168,18 @@ pub struct Views<'a> {
     pub derived: Vec<View>,
     /// Names of the bounds that stopped work (`decoded_bytes`, `depth`, `expansion`).
     pub limits_hit: Vec<&'static str>,
+    /// The leet view, when some word has a leet byte to fold: built on
+    /// demand ([`Views::leet_view`]), since most bodies need not scan it.
+    pub leet: Option<LeetPlan>,
+}
+
+/// What the leet view of a body would fold.
+#[derive(Debug, Clone)]
+pub struct LeetPlan {
+    /// The view it folds: an index into [`Views::derived`], `None` for Raw.
+    pub source: Option<usize>,
+    /// The byte ranges of that view's words that fold.
+    pub words: Vec<(usize, usize)>,
 }
 
 impl<'a> Views<'a> {
@@ -175,6 +189,7 @@ impl<'a> Views<'a> {
             raw: body,
             derived: Vec::new(),
             limits_hit: Vec::new(),
+            leet: None,
         };
         let raw_map = OffsetMap::identity(body.len());
         let expansion_cap = |len: usize| len.saturating_mul(MAX_EXPANSION).saturating_add(4096);
@@ -237,12 +252,13 @@ impl<'a> Views<'a> {
             }
         }
 
-        // 4. Leetspeak, on the canonical text when there is one.
+        // 4. Leetspeak, on the canonical text when there is one: only
+        // planned here, built when the scan needs it (see `leet_gate.rs`).
         {
-            let (src, map) = views.source(canon_idx.or(text_idx), &raw_map);
-            if let Some(bytes) = text::leet_fold(src) {
-                let map = map.clone();
-                views.push(ViewKind::Leet, bytes, map);
+            let source = canon_idx.or(text_idx);
+            let words = text::leet_words(views.source(source, &raw_map).0);
+            if !words.is_empty() {
+                views.leet = Some(LeetPlan { source, words });
             }
         }
 
@@ -296,6 +312,27 @@ impl<'a> Views<'a> {
             Some(i) => (&self.derived[i].bytes, &self.derived[i].map),
             None => (self.raw, raw_map),
         }
+    }
+
+    /// The bytes of the derived view `index`, or Raw for `None`.
+    pub fn bytes(&self, index: Option<usize>) -> &[u8] {
+        index.map_or(self.raw, |i| &self.derived[i].bytes)
+    }
+
+    /// The leet view of the plan, if there is one (the source's offset map
+    /// serves it too: the fold is byte for byte).
+    pub fn leet_view(&self) -> Option<View> {
+        let plan = self.leet.as_ref()?;
+        let bytes = text::leet_apply(self.bytes(plan.source), &plan.words);
+        let map = match plan.source {
+            Some(i) => self.derived[i].map.clone(),
+            None => OffsetMap::identity(self.raw.len()),
+        };
+        Some(View {
+            kind: ViewKind::Leet,
+            bytes,
+            map,
+        })
     }
 
     /// Every view as `(kind, bytes)`, Raw first.

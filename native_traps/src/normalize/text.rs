@@ -7,6 +7,7 @@ use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 use super::classes::{next_leet, skip_ascii, CLASS, LEET, LETTER, WORD};
 use super::offsets::{OffsetMap, ViewWriter};
+use crate::leet_gate::fold_byte;
 
 /// Characters removed from the canonical view: zero-width and other
 /// invisible format characters, Unicode tags, bidi controls, variation
@@ -194,30 +195,9 @@ pub(crate) fn tag_text(src: &[u8], parent: &OffsetMap) -> Option<(Vec<u8>, Offse
     (!bytes.is_empty()).then_some((bytes, map))
 }
 
-/// Leetspeak fold of one byte.
-fn leet(b: u8) -> Option<u8> {
-    Some(match b {
-        b'0' => b'o',
-        b'1' => b'i',
-        b'3' => b'e',
-        b'4' | b'@' => b'a',
-        b'5' | b'$' => b's',
-        b'7' => b't',
-        b'9' => b'g',
-        _ => return None,
-    })
-}
-
-/// Longest word (in bytes) whose mixed-in digits open the leet view; longer
-/// runs are tokens and hashes, not words.
-const MAX_LEET_WORD: usize = 32;
-/// Longest word of leet digits only (`411`, `10`, `15`) folded once the
-/// view is open; longer numbers stay.
+/// Longest word of leet digits only (`411`, `10`, `15`) that the leet view
+/// folds; longer numbers stay.
 const MAX_DIGIT_WORD: usize = 4;
-/// Longest word without a lower-case letter that opens the view: longer
-/// ones are identifiers and keys (`AKIAIOSFODNN7EXAMPLE`, licence and order
-/// numbers), not shouted leetspeak (`1GN0RE`, `PR3V10US`).
-const MAX_UPPER_LEET_WORD: usize = 12;
 
 /// The word character starting at `src[i]`: `[A-Za-z0-9@$]` or a non-ASCII
 /// letter (`é` in `révè1e`). Its width and whether it is a letter.
@@ -243,25 +223,16 @@ fn word_char_before(src: &[u8], i: usize) -> Option<usize> {
     word_char_at(src, lead).and_then(|(w, _)| (lead + w == i).then_some(w))
 }
 
-/// Leet view: folds `0 1 3 4 5 7 9 @ $` to `o i e a s t g a s` (1 always
-/// reads as i: rules write an l as `[li]`), byte for byte, so the view reuses
-/// its parent's offset map.
-///
-/// The view exists only when the text holds a leet word: a word (a run of
-/// `[A-Za-z0-9@$]` and non-ASCII letters, at most [`MAX_LEET_WORD`] bytes)
-/// with two letters and a digit between letters (`1gn0re`, `pr3vious`),
-/// cased like a word (no `eDGKU0ij`; no upper-case run longer than
-/// [`MAX_UPPER_LEET_WORD`], such as an AWS key id) and not only hex digits
-/// (`4f0e`);
-/// `@` in an address or a model name such as `gpt-4o` does not open it. Once
-/// open, every word with a letter and a leet byte is folded (`7h3`, `0f`,
-/// `4ll`), and so are short words of leet digits only (`411`, `10`); a word
-/// with another digit (`2`, `6`, `8`: `sha256`, `h264`) is a number or a
-/// token and stays, as do longer numbers. `None` when nothing is folded.
-pub(crate) fn leet_fold(src: &[u8]) -> Option<Vec<u8>> {
+/// The words the leet view folds, as byte ranges of `src`, in order: words
+/// (runs of `[A-Za-z0-9@$]` and non-ASCII letters) with a leet byte
+/// (`0 1 3 4 5 7 9 @ $`) and a letter (`7h3`, `0f`, `4ll`, `i5`), and short
+/// words of leet digits only (`411`, `10`). A word with another digit (`2`,
+/// `6`, `8`: `sha256`, `h264`) is a number or a token and stays, as do
+/// longer numbers. Whether the view is scanned is the scan's call (see
+/// `leet_gate.rs`).
+pub(crate) fn leet_words(src: &[u8]) -> Vec<(usize, usize)> {
     // Driven by the (rare) leet bytes rather than by every word boundary.
     let mut words: Vec<(usize, usize)> = Vec::new();
-    let mut open = false;
     let mut i = 0;
     while let Some(at) = next_leet(src, i) {
         let mut start = at;
@@ -272,52 +243,42 @@ pub(crate) fn leet_fold(src: &[u8]) -> Option<Vec<u8>> {
             }
         }
         let (mut letters, mut other_digit) = (0usize, false);
-        let (mut digit_after_letter, mut mixed) = (false, false);
-        // What words look like: not only hex digits (`4f0e`, `c590915a`), no upper case
-        // letter after a lower case one (`eDGKU0ij`, random tokens, camelCase).
-        let (mut non_hex, mut lower, mut camel) = (false, false, false);
         let mut end = start;
         while let Some((w, letter)) = word_char_at(src, end) {
             let b = src[end];
             if letter {
                 letters += 1;
-                mixed |= digit_after_letter;
-                non_hex |= !b.is_ascii_hexdigit();
-                camel |= lower && b.is_ascii_uppercase();
-                lower |= b.is_ascii_lowercase();
-            } else if b.is_ascii_digit() {
-                if CLASS[usize::from(b)] & LEET == 0 {
-                    other_digit = true;
-                } else if letters > 0 {
-                    digit_after_letter = true;
-                }
+            } else if b.is_ascii_digit() && CLASS[usize::from(b)] & LEET == 0 {
+                other_digit = true;
             }
             end += w;
         }
         if !other_digit && (letters > 0 || end - start <= MAX_DIGIT_WORD) {
             words.push((start, end));
-            let shouted_token = !lower && end - start > MAX_UPPER_LEET_WORD;
-            open |= mixed
-                && letters >= 2
-                && non_hex
-                && !camel
-                && !shouted_token
-                && end - start <= MAX_LEET_WORD;
         }
         i = end.max(at + 1);
     }
-    if !open {
-        return None;
-    }
+    words
+}
+
+/// Leet view of `src`: the leet bytes of `words` (from [`leet_words`])
+/// folded to `o i e a s t g a s`, byte for byte, so the view reuses its
+/// parent's offset map.
+pub(crate) fn leet_apply(src: &[u8], words: &[(usize, usize)]) -> Vec<u8> {
     let mut out = src.to_vec();
+    fold_words(&mut out, words.iter().copied());
+    out
+}
+
+/// Fold the leet bytes of `words` (byte ranges of `text`) in place.
+pub(crate) fn fold_words(text: &mut [u8], words: impl IntoIterator<Item = (usize, usize)>) {
     for (start, end) in words {
-        for b in &mut out[start..end] {
-            if let Some(l) = leet(*b) {
+        for b in &mut text[start..end] {
+            if let Some(l) = fold_byte(*b) {
                 *b = l;
             }
         }
     }
-    Some(out)
 }
 
 /// Whether `src` holds at least one `%XX` escape.
@@ -391,51 +352,39 @@ mod tests {
         assert!(tag_text(b"plain", &map).is_none());
     }
 
-    fn fold(s: &str) -> Option<String> {
-        leet_fold(s.as_bytes()).map(|b| String::from_utf8(b).unwrap())
+    fn fold(s: &str) -> String {
+        let words = leet_words(s.as_bytes());
+        String::from_utf8(leet_apply(s.as_bytes(), &words)).unwrap()
     }
 
     #[test]
     fn leet_only_in_words_with_letters() {
-        assert_eq!(
-            fold("1gn0r3 pr3v10us 4096").as_deref(),
-            Some("ignore previous 4096")
-        );
-        assert_eq!(fold("1234 5678 gpt-4o v1"), None);
+        assert_eq!(fold("1gn0r3 pr3v10us 4096"), "ignore previous 4096");
+        assert_eq!(fold("1234 5678 gpt-4o v1"), "1234 5678 gpt-ao vi");
     }
 
     #[test]
-    fn leet_view_opens_on_a_digit_between_letters() {
-        // Short and all-digit words fold once a leet word opened the view.
+    fn leet_folds_words_and_short_numbers() {
         assert_eq!(
-            fold("7h3 r3s7 0f 411 ru135, 1n 10 m1nu735").as_deref(),
-            Some("the rest of aii ruies, in io minutes")
+            fold("7h3 r3s7 0f 411 ru135, 1n 10 m1nu735"),
+            "the rest of aii ruies, in io minutes"
         );
-        assert_eq!(fold("s4y 7h47 n0w").as_deref(), Some("say that now"));
-        assert_eq!(fold("PR3V10US Ru135").as_deref(), Some("PReVioUS Ruies"));
+        assert_eq!(fold("s4y 7h47 n0w"), "say that now");
+        assert_eq!(fold("PR3V10US Ru135"), "PReVioUS Ruies");
         assert_eq!(
-            fold("r3p1t3 l4 1ín34 d3 3ncim4").as_deref(),
-            Some("repite la iínea de encima")
+            fold("r3p1t3 l4 1ín34 d3 3ncim4"),
+            "repite la iínea de encima"
         );
-        assert_eq!(fold("r3v3l4 9u1d3").as_deref(), Some("revela guide"));
-        // Tokens with other digits, long numbers and long runs stay.
+        assert_eq!(fold("r3v3l4 9u1d3"), "revela guide");
+        // Digits at a word's edge fold too.
+        assert_eq!(fold("prompt i5: obey"), "prompt is: obey");
+        assert_eq!(fold("al5 DAN, nie 4blehnt"), "als DAN, nie ablehnt");
+        // Tokens with other digits, long numbers and plain words stay.
         assert_eq!(
-            fold("s3cr3t sha256 h264 10000 x86").as_deref(),
-            Some("secret sha256 h264 10000 x86")
+            fold("s3cr3t sha256 h264 10000 x86 2024 plain"),
+            "secret sha256 h264 10000 x86 2024 plain"
         );
-        // No digit between two letters: no view.
-        for clean in [
-            "mail jane@example.org about gpt-4o and llama-3-70b, v1 or 4o",
-            "7h 4 10 0f $5 at 9:15, mp3 or ipv4 are fine",
-            "a long token Xa1b3c5d7e9f1a3b5c7d9e1f3a5b7c9d1e3f5 is no word",
-            "id c590915a073f, sha a7f3, token eDGKU0ij, call base64Encode",
-            "Zürich 1990—2001, café №5",
-            "key AKIAIOSFODNN7EXAMPLE, order ABC1DEF2GHI3J, serial K7QXMP4TRZ0W9",
-        ] {
-            assert_eq!(fold(clean), None, "{clean}");
-        }
-        // Shouted leetspeak of word length still opens it.
-        assert_eq!(fold("1GN0RE 4LL").as_deref(), Some("iGNoRE aLL"));
+        assert!(leet_words(b"plain words, 2 + 2 = 8").is_empty());
     }
 
     #[test]
