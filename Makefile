@@ -18,7 +18,7 @@ demo: install ## README command 1: Envoy on 127.0.0.1:10000 -> Godel -> demo LLM
 	$(BIN)/godel demo --envoy-config envoy/envoy.yaml
 
 .PHONY: test
-test: install lint typecheck test-rust test-py ## README command 2: install, then every check and test
+test: install lint typecheck test-rust test-py eval ## README command 2: install, then every check and test, and the detection targets
 
 .PHONY: lint
 lint: ## ruff, rustfmt, clippy -D warnings
@@ -81,10 +81,12 @@ eval: install ## detection quality: precision, recall, evasions on generated cor
 	$(PY) eval/run.py --check
 
 .PHONY: bench
-bench: install ## benchmarks: Envoy with and without Godel, the Redis limiter vs its anchors, cargo bench
+bench: install ## benchmarks: Envoy with and without Godel, the Redis limiter, detection throughput vs Hyperscan and detect-secrets, cargo bench
 	$(PY) bench/extproc_overhead.py
 	$(PY) bench/ratelimit_throughput.py
+	$(PY) bench/detection_throughput.py --packs builtin:secrets builtin:pii builtin:injection
 	cargo bench --locked --bench traps -- --quick
+	cargo bench --locked --bench normalize -- --quick
 
 .PHONY: clean
 clean: ## remove build outputs (keeps the venv)

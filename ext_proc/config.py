@@ -323,8 +323,9 @@ class ResponseSettings(_Section):
         4 * MiB,
         ge=1024,
         le=64 * MiB,
-        description="Largest non-streamed response body to buffer and scan; larger or "
-        "unknown-length non-SSE responses pass unscanned (counted in metrics).",
+        description="Largest non-streamed response body to buffer and scan (as sent, before "
+        "decoding); larger or unknown-length non-SSE responses pass unscanned (counted in "
+        'godel_responses_total{mode="unscanned"} and logged).',
     )
     sse_hold_chars: int = Field(
         4096,
@@ -339,7 +340,11 @@ class ResponseSettings(_Section):
     strip_accept_encoding: bool = Field(
         True,
         description="Remove accept-encoding from requests so upstreams answer uncompressed "
-        "and responses can be scanned (Envoy's decompressor before ext_proc hangs, envoy#21205).",
+        "and responses can be scanned (Envoy's decompressor before ext_proc hangs, envoy#21205). "
+        "A buffered response compressed anyway (gzip, deflate, br) is decoded inside Godel "
+        "within normalize.max_decompressed_bytes and max_ratio, scanned, and if redacted sent "
+        "on uncompressed; a compressed SSE stream, another coding or a body that does not "
+        "decode passes unscanned (counted and logged).",
     )
 
 

@@ -5,7 +5,8 @@
   (``chat.completion.chunk`` objects, then ``data: [DONE]``).
 * Tests can script the reply: ``x-demo-reply`` replaces the echoed text, and
   ``x-demo-chunk-chars: N`` streams it in pieces of N characters instead of word by word (so a
-  token can be split across events).
+  token can be split across events). ``x-demo-gzip: 1`` gzips a non-streamed completion even
+  when the request asked for no encoding (an upstream that ignores ``accept-encoding``).
 * Any other request is echoed: the response body is the request body byte for byte.
 * ``GET /_upstream/stats`` reports how many requests reached the app (for tests and the demo).
 
@@ -16,6 +17,7 @@ app got after Godel.
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 import uuid
@@ -98,7 +100,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         await resp.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
         await resp.write_eof()
         return resp
-    return web.json_response(
+    completion = web.json_response(
         {
             "id": ident,
             "object": "chat.completion",
@@ -115,6 +117,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         },
         headers=trace,
     )
+    if request.headers.get("x-demo-gzip") == "1" and isinstance(completion.body, bytes):
+        completion.body = gzip.compress(completion.body)
+        completion.headers["content-encoding"] = "gzip"
+    return completion
 
 
 async def echo(request: web.Request) -> web.Response:

@@ -107,7 +107,11 @@ class Pipeline:
         }
 
     def normalise(self, body: bytes) -> bytes:
-        """The view the traps scan. Today the raw bytes (malformed JSON is scanned as text)."""
+        """The bytes handed to the traps: the body as sent (decompressed if it was encoded).
+
+        The traps build the normalised views (JSON strings, escapes, Unicode, leetspeak,
+        base64/hex) natively in the same call (ADR 0004); malformed JSON is scanned as text.
+        """
         return body
 
     def reload(self, settings: Settings, traps: TrapSet, redactor: Redactor) -> None:

@@ -33,9 +33,10 @@ from envoy.type.v3 import http_status_pb2
 
 from ext_proc.config import IdentitySettings
 from ext_proc.context import ContextBuilder
+from ext_proc.errors import BodyDecodeError
 from ext_proc.limiter import LimitVerdict
 from ext_proc.metrics import Metrics
-from ext_proc.pipeline import Outcome, Pipeline, RequestContext
+from ext_proc.pipeline import DECODABLE, Outcome, Pipeline, RequestContext
 from ext_proc.replies import Refusal, redacted_rules, refusal
 from ext_proc.stream import SseRedactor
 
@@ -128,6 +129,7 @@ class _Stream:
     sse: SseRedactor | None = None
     limit: LimitVerdict | None = None  # the limiter's answer, for RateLimit response headers
     pending: bytearray = field(default_factory=bytearray)  # observability mode: body so far
+    response_encoding: str = ""  # a buffered response's content-encoding, to decode before scan
 
 
 def _with_headers(
@@ -261,11 +263,17 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             return _CONTINUE_RESPONSE_HEADERS
         headers = self._headers(msg)
         ctype = headers.get("content-type", "").lower()
-        encoding = headers.get("content-encoding", "identity").lower()
-        if encoding != "identity":
+        encoding = headers.get("content-encoding", "identity").strip().lower() or "identity"
+        # accept-encoding is stripped, but an upstream may compress anyway: a buffered body in
+        # one coding Godel can decode is decoded and scanned; anything else passes unscanned.
+        decodable = encoding in DECODABLE
+        if encoding != "identity" and not decodable:
             self.metrics.responses.labels("unscanned", "allow").inc()
+            log.warning(
+                "response passed unscanned: content-encoding %r request_id=%s", encoding, _rid(st)
+            )
             return _CONTINUE_RESPONSE_HEADERS
-        if ctype.startswith("text/event-stream"):
+        if ctype.startswith("text/event-stream") and not decodable:
             route = st.ctx.route if st.ctx else None
             st.sse = SseRedactor(
                 functools.partial(self.pipeline.redact_text, route=route), hold=cfg.sse_hold_chars
@@ -274,8 +282,17 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         length = headers.get("content-length", "")
         scannable = "json" in ctype or ctype.startswith("text/")
         if scannable and length.isdigit() and int(length) <= cfg.max_buffered_bytes:
+            st.response_encoding = encoding if decodable else ""
             return _BUFFER_RESPONSE
         self.metrics.responses.labels("unscanned", "allow").inc()
+        if decodable:
+            log.warning(
+                "response passed unscanned: %s-encoded %s without a content-length within "
+                "responses.max_buffered_bytes request_id=%s",
+                encoding,
+                ctype or "body",
+                _rid(st),
+            )
         return _CONTINUE_RESPONSE_HEADERS
 
     def _on_response_body(self, msg: pb.HttpBody, st: _Stream) -> pb.ProcessingResponse:
@@ -295,19 +312,30 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 )
             )
         route = st.ctx.route if st.ctx else None
-        inspection = self.pipeline.inspect(msg.body, response=True, route=route)
+        body = msg.body
+        if st.response_encoding:
+            try:
+                body = self.pipeline.traps.decompress(body, st.response_encoding)
+            except BodyDecodeError as exc:
+                # The client gets what the upstream sent; it could not be read, so not scanned.
+                self.metrics.responses.labels("unscanned", "allow").inc()
+                log.warning("response passed unscanned: %s request_id=%s", exc, _rid(st))
+                return _CONTINUE_RESPONSE_BODY
+        inspection = self.pipeline.inspect(body, response=True, route=route)
         if inspection.verdict.shadow:
             self.metrics.responses.labels("buffered", "allow").inc()
             return _CONTINUE_RESPONSE_BODY
         self.metrics.responses.labels("buffered", inspection.decision).inc()
         if inspection.body is None:
-            return _CONTINUE_RESPONSE_BODY
+            return _CONTINUE_RESPONSE_BODY  # clean: the body goes on as sent, encoded or not
         log.info("redacted response request_id=%s", _rid(st))
+        # A decoded body is sent on redacted and uncompressed, without its content-encoding.
         return pb.ProcessingResponse(
             response_body=pb.BodyResponse(
                 response=pb.CommonResponse(
                     header_mutation=pb.HeaderMutation(
-                        set_headers=[_header("content-length", str(len(inspection.body)))]
+                        set_headers=[_header("content-length", str(len(inspection.body)))],
+                        remove_headers=["content-encoding"] if st.response_encoding else [],
                     ),
                     body_mutation=pb.BodyMutation(body=inspection.body),
                 )

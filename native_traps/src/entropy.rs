@@ -681,7 +681,7 @@ fn is_digest_like(token: &[u8]) -> bool {
 /// Words that mark the next value as a hash (matched case-insensitively
 /// anywhere in the preceding word, so `contentHash`, `x-checksum-sha256`,
 /// `commit_id` count).
-const HASH_WORDS: [&[u8]; 10] = [
+const HASH_WORDS: [&[u8]; 13] = [
     b"sha",
     b"md5",
     b"commit",
@@ -692,6 +692,11 @@ const HASH_WORDS: [&[u8]; 10] = [
     b"checksum",
     b"fingerprint",
     b"revision",
+    // Git commands that take a commit: `git cherry-pick <sha>`, `pick <sha>` in a
+    // rebase todo list, `git revert <sha>`, `git checkout <sha>`.
+    b"pick",
+    b"revert",
+    b"checkout",
 ];
 
 /// Path segments after which a hex digest is a git object name.

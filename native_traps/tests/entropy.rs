@@ -111,6 +111,14 @@ fn hash_context_needs_a_digest_length_and_a_near_word() {
     // A single space after the digest is not the checksum-file format.
     assert!(finds(&trap, &format!("{SHA1_LIKE} file")));
 
+    // Git commands that take a commit id.
+    for command in ["git cherry-pick", "pick", "git revert", "git checkout"] {
+        assert!(
+            !finds(&trap, &format!("{command} {SHA1_LIKE}")),
+            "{command}"
+        );
+    }
+
     let data = format!("commit {SHA1_LIKE}");
     assert!(in_hash_context(data.as_bytes(), 7, data.len()));
     assert!(!in_hash_context(data.as_bytes(), 0, 6));

@@ -374,6 +374,36 @@ def test_accept_encoding_is_stripped_so_responses_stay_scannable(stack: Stack) -
     assert headers["x-upstream-accept-encoding"] == "-"
 
 
+def test_response_compressed_anyway_is_decoded_and_redacted(stack: Stack) -> None:
+    # The upstream gzips although accept-encoding was stripped: Godel decodes the body, scans
+    # it and sends it on redacted and plain, without the content-encoding.
+    reply = f"Sure, the deploy key is {FAKE_AWS_KEY}."
+    status, headers, body = http(
+        "POST",
+        f"{stack.url}/v1/chat/completions",
+        chat("which key?"),
+        {**JSON, "x-user-id": "gz-leak", "x-demo-reply": reply, "x-demo-gzip": "1"},
+    )
+    assert status == 200
+    assert "content-encoding" not in headers
+    content = json.loads(body)["choices"][0]["message"]["content"]
+    assert content == "Sure, the deploy key is [REDACTED:aws-access-key]."
+    assert headers["content-length"] == str(len(body))
+
+
+def test_clean_compressed_response_arrives_as_sent(stack: Stack) -> None:
+    status, headers, body = http(
+        "POST",
+        f"{stack.url}/v1/chat/completions",
+        chat("hello"),
+        {**JSON, "x-user-id": "gz-clean", "x-demo-reply": "Hello there!", "x-demo-gzip": "1"},
+    )
+    assert status == 200
+    assert headers["content-encoding"] == "gzip"
+    content = json.loads(gzip.decompress(body))["choices"][0]["message"]["content"]
+    assert content == "Hello there!"
+
+
 def test_reload_swaps_policy_without_failing_a_request(tmp_path: Path) -> None:
     """Load runs from two threads while the policy is reloaded ten times (POST /reload and
     SIGHUP); every request is answered 200, and the new policy takes effect."""

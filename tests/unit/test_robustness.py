@@ -3,12 +3,17 @@ huge tokens. Property-based (hypothesis) with a fixed budget."""
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
+import zlib
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ext_proc.config import settings_from_mapping
+from ext_proc.errors import BodyDecodeError
 from ext_proc.metrics import Metrics
 from ext_proc.mutate import is_json
 from ext_proc.pipeline import Pipeline
@@ -17,6 +22,12 @@ from ext_proc.stream import SseRedactor
 
 PIPELINE: Pipeline = build_pipeline(settings_from_mapping({}, env={}), Metrics())
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Large inputs: fewer examples, each up to a few MB.
+LARGE = settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 secretish = st.sampled_from(
     ["AKIAIOSFODNN7EXAMPLE", "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R", "4111 1111 1111 1111",
@@ -54,6 +65,69 @@ def test_deep_nesting_and_huge_tokens() -> None:
         b"\xff" * 1_000_000,
     ):
         PIPELINE.inspect(body)
+
+
+@LARGE
+@given(
+    st.integers(1, 200_000),
+    st.sampled_from([b"[", b'{"a":', b'{"messages":[{"content":', b'"\\u00', b"\\"]),
+    st.booleans(),
+)
+def test_generated_deep_nesting_never_crashes(depth: int, opener: bytes, closed: bool) -> None:
+    body = opener * depth + (b"1" + b"}]" * depth if closed else b"")
+    result = PIPELINE.inspect(body)
+    if result.body is not None and is_json(body):
+        assert is_json(result.body)
+
+
+@LARGE
+@given(
+    st.integers(1, 1_500_000),
+    st.sampled_from(["A", "AKIA", "0123456789abcdef", "QUtJQQ==", "%41", "\u200b", "é", "\udc80"]),
+    st.booleans(),
+)
+def test_generated_huge_single_tokens_never_crash(length: int, unit: str, in_json: bool) -> None:
+    token = (unit * (length // len(unit) + 1))[:length]
+    body = (
+        json.dumps({"messages": [{"role": "user", "content": token}]}).encode()
+        if in_json
+        else token.encode("utf-8", "surrogatepass")
+    )
+    PIPELINE.inspect(body)
+
+
+@FAST
+@given(st.binary(max_size=4096), st.sampled_from(["gzip", "x-gzip", "deflate", "br"]))
+def test_decompressing_arbitrary_bytes_answers_or_raises_decode_error(
+    data: bytes, encoding: str
+) -> None:
+    with contextlib.suppress(BodyDecodeError):
+        PIPELINE.traps.decompress(data, encoding)
+
+
+@FAST
+@given(st.binary(max_size=4096), st.sampled_from(["gzip", "deflate"]))
+def test_compressed_bodies_decode_to_what_was_sent(data: bytes, encoding: str) -> None:
+    packed = gzip.compress(data) if encoding == "gzip" else zlib.compress(data)
+    assert PIPELINE.traps.decompress(packed, encoding) == data
+
+
+@FAST
+@given(st.binary(max_size=4096), st.integers(1, 64))
+def test_sse_redactor_takes_arbitrary_bytes(data: bytes, chunk: int) -> None:
+    redactor = SseRedactor(PIPELINE.redact_text, hold=32)
+    out = b""
+    for i in range(0, max(len(data), 1), chunk):
+        out += redactor.feed(data[i : i + chunk], i + chunk >= len(data))
+    assert isinstance(out, bytes)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_decompression_bomb_is_refused(encoding: str) -> None:
+    zeros = b"\0" * (64 * 1024 * 1024)
+    packed = gzip.compress(zeros) if encoding == "gzip" else zlib.compress(zeros)
+    with pytest.raises(BodyDecodeError):
+        PIPELINE.traps.decompress(packed, encoding)
 
 
 @FAST

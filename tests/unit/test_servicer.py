@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from google.protobuf import struct_pb2
@@ -168,6 +170,81 @@ def test_response_phases_pass_through() -> None:
         "response_headers",
         "response_body",
     ]
+
+
+def response_headers(pairs: dict[str, str]) -> pb.ProcessingRequest:
+    hs = [base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs.items()]
+    return pb.ProcessingRequest(
+        response_headers=pb.HttpHeaders(headers=base_pb2.HeaderMap(headers=hs))
+    )
+
+
+def response_body(data: bytes) -> pb.ProcessingRequest:
+    return pb.ProcessingRequest(response_body=pb.HttpBody(body=data, end_of_stream=True))
+
+
+def completion(text: str) -> bytes:
+    return json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
+
+
+def compressed_response(data: bytes, encoding: str = "gzip") -> list[pb.ProcessingResponse]:
+    """Replies to a request, then a JSON response body sent with ``encoding``."""
+    head = {"content-type": "application/json", "content-encoding": encoding}
+    return run(
+        [
+            headers(POST),
+            body(chat("hi")),
+            response_headers({**head, "content-length": str(len(data))}),
+            response_body(data),
+        ]
+    )
+
+
+def test_compressed_json_response_is_decoded_scanned_and_sent_on_redacted_plain() -> None:
+    # An upstream that compresses although accept-encoding was stripped.
+    replies = compressed_response(gzip.compress(completion(f"your key is {FAKE_AWS_KEY}")))
+    assert (
+        replies[2].mode_override.response_body_mode == processing_mode_pb2.ProcessingMode.BUFFERED
+    )
+    common = replies[3].response_body.response
+    sent = common.body_mutation.body
+    assert json.loads(sent)["choices"][0]["message"]["content"] == (
+        "your key is [REDACTED:aws-access-key]"
+    )
+    assert list(common.header_mutation.remove_headers) == ["content-encoding"]
+    assert header_map(common.header_mutation)["content-length"] == str(len(sent)).encode()
+
+
+def test_clean_compressed_response_goes_on_as_sent() -> None:
+    replies = compressed_response(gzip.compress(completion("nothing to see")))
+    assert (
+        replies[2].mode_override.response_body_mode == processing_mode_pb2.ProcessingMode.BUFFERED
+    )
+    assert not replies[3].response_body.response.HasField("body_mutation")
+    assert not replies[3].response_body.response.HasField("header_mutation")
+
+
+def test_corrupt_compressed_response_passes_unchanged() -> None:
+    # It cannot be read, so it is not scanned: the client gets what the upstream sent.
+    replies = compressed_response(b"\x1f\x8b\x08 not really gzip")
+    assert (
+        replies[2].mode_override.response_body_mode == processing_mode_pb2.ProcessingMode.BUFFERED
+    )
+    assert not replies[3].response_body.response.HasField("body_mutation")
+
+
+def test_response_in_a_coding_godel_cannot_decode_is_not_buffered() -> None:
+    data = completion(f"key {FAKE_AWS_KEY}")
+    head = {"content-type": "application/json", "content-encoding": "zstd"}
+    replies = run(
+        [
+            headers(POST),
+            body(chat("hi")),
+            response_headers({**head, "content-length": str(len(data))}),
+        ]
+    )
+    assert replies[2].WhichOneof("response") == "response_headers"
+    assert not replies[2].HasField("mode_override")
 
 
 def observed(data: bytes, eos: bool) -> pb.ProcessingRequest:

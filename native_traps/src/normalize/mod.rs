@@ -10,7 +10,8 @@
 //! | --- | --- | --- |
 //! | `Raw` | body | the body itself |
 //! | `JsonStrings` | `Raw` | decoded strings (keys too) of a valid JSON document, one per line; only when some string holds an escape |
-//! | `PercentDecoded` | `JsonStrings` or `Raw` | `%XX` decoded |
+//! | `Unescaped` | `JsonStrings` or `Raw` | `\uXXXX` and `\xHH` escapes decoded wherever they stand (a body that is not JSON, or escapes typed literally into a JSON string) |
+//! | `PercentDecoded` | `Unescaped`, `JsonStrings` or `Raw` | `%XX` decoded |
 //! | `Canonical` | the newest of the above | invisible characters removed, NFKC per character, combining marks after a Latin letter dropped, confusables folded to ASCII |
 //! | `Tags` | the text view | runs of Unicode tag characters decoded to the ASCII they shadow |
 //! | `Leet` | `Canonical` or the text view | `0 1 3 4 5 7 9 @ $` folded to letters in every word with a letter and in short all-leet numbers; planned here ([`Views::leet`]) and built and scanned (injection rules only) when a keyword could occur in it (see `leet_gate.rs`) |
