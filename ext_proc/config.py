@@ -324,8 +324,8 @@ class ResponseSettings(_Section):
         ge=1024,
         le=64 * MiB,
         description="Largest non-streamed response body to buffer and scan (as sent, before "
-        "decoding); larger or unknown-length non-SSE responses pass unscanned (counted in "
-        'godel_responses_total{mode="unscanned"} and logged).',
+        "decoding); larger or unknown-length non-SSE responses are not scanned (see "
+        "unscannable).",
     )
     sse_hold_chars: int = Field(
         4096,
@@ -344,7 +344,15 @@ class ResponseSettings(_Section):
         "A buffered response compressed anyway (gzip, deflate, br) is decoded inside Godel "
         "within normalize.max_decompressed_bytes and max_ratio, scanned, and if redacted sent "
         "on uncompressed; a compressed SSE stream, another coding or a body that does not "
-        "decode passes unscanned (counted and logged).",
+        "decode is not scanned (see unscannable).",
+    )
+    unscannable: Literal["pass", "block"] = Field(
+        "pass",
+        description="What happens to a JSON, text or SSE response Godel cannot read: too large "
+        "or of unknown length to buffer, in a content-encoding it does not decode, compressed "
+        "SSE, or a body that does not decode. pass: it goes on unscanned (counted in "
+        'godel_responses_total{mode="unscanned"} and logged); block: the client gets 502 '
+        "instead. Other content types (images, archives) pass either way.",
     )
 
 

@@ -75,7 +75,8 @@ class Metrics:
         self.responses = Counter(
             "godel_responses",
             "Responses seen, by how the body was scanned (buffered, streamed, unscanned) and "
-            "the decision (allow, redact).",
+            "the decision (allow, redact; block for an unscannable response refused under "
+            "responses.unscannable: block).",
             ["mode", "decision"],
             registry=r,
         )

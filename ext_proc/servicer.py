@@ -267,33 +267,55 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         # accept-encoding is stripped, but an upstream may compress anyway: a buffered body in
         # one coding Godel can decode is decoded and scanned; anything else passes unscanned.
         decodable = encoding in DECODABLE
+        sse = ctype.startswith("text/event-stream")
+        scannable = sse or "json" in ctype or ctype.startswith("text/")
         if encoding != "identity" and not decodable:
-            self.metrics.responses.labels("unscanned", "allow").inc()
-            log.warning(
-                "response passed unscanned: content-encoding %r request_id=%s", encoding, _rid(st)
-            )
-            return _CONTINUE_RESPONSE_HEADERS
-        if ctype.startswith("text/event-stream") and not decodable:
+            reason = f"content-encoding {encoding!r}"
+            return self._unscanned(st, reason, scannable, _CONTINUE_RESPONSE_HEADERS)
+        if sse and not decodable:
             route = st.ctx.route if st.ctx else None
             st.sse = SseRedactor(
                 functools.partial(self.pipeline.redact_text, route=route), hold=cfg.sse_hold_chars
             )
             return _STREAM_RESPONSE
         length = headers.get("content-length", "")
-        scannable = "json" in ctype or ctype.startswith("text/")
         if scannable and length.isdigit() and int(length) <= cfg.max_buffered_bytes:
             st.response_encoding = encoding if decodable else ""
             return _BUFFER_RESPONSE
-        self.metrics.responses.labels("unscanned", "allow").inc()
-        if decodable:
-            log.warning(
-                "response passed unscanned: %s-encoded %s without a content-length within "
-                "responses.max_buffered_bytes request_id=%s",
-                encoding,
-                ctype or "body",
-                _rid(st),
+        if not scannable:
+            self.metrics.responses.labels("unscanned", "allow").inc()
+            return _CONTINUE_RESPONSE_HEADERS
+        reason = (
+            f"{encoding}-encoded event stream"
+            if sse
+            else "no content-length within responses.max_buffered_bytes"
+        )
+        return self._unscanned(st, reason, scannable, _CONTINUE_RESPONSE_HEADERS)
+
+    def _unscanned(
+        self, st: _Stream, reason: str, text: bool, passed: pb.ProcessingResponse
+    ) -> pb.ProcessingResponse:
+        """A response Godel cannot read: passed on (``passed``, the phase's CONTINUE), or
+        refused with 502 when it is text (JSON, text, SSE) and ``responses.unscannable`` says
+        block (not on a shadow route). Either way counted and logged."""
+        route = (st.ctx.route if st.ctx else None) or self.pipeline.policy.default
+        block = (
+            text and self.pipeline.settings.responses.unscannable == "block" and not route.shadow
+        )
+        self.metrics.responses.labels("unscanned", "block" if block else "allow").inc()
+        rid = _rid(st)
+        if not block:
+            log.info("response passed unscanned: %s request_id=%s", reason, rid)
+            return passed
+        log.warning("response refused unscanned: %s request_id=%s", reason, rid)
+        return _immediate(
+            Refusal(
+                502,
+                {"error": "the upstream response could not be inspected", "request_id": rid},
+                "godel_unscannable_response",
+                {"x-request-id": rid},
             )
-        return _CONTINUE_RESPONSE_HEADERS
+        )
 
     def _on_response_body(self, msg: pb.HttpBody, st: _Stream) -> pb.ProcessingResponse:
         if st.sse is not None:
@@ -317,10 +339,8 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             try:
                 body = self.pipeline.traps.decompress(body, st.response_encoding)
             except BodyDecodeError as exc:
-                # The client gets what the upstream sent; it could not be read, so not scanned.
-                self.metrics.responses.labels("unscanned", "allow").inc()
-                log.warning("response passed unscanned: %s request_id=%s", exc, _rid(st))
-                return _CONTINUE_RESPONSE_BODY
+                # It could not be read, so not scanned: passed as sent, or refused.
+                return self._unscanned(st, str(exc), True, _CONTINUE_RESPONSE_BODY)
         inspection = self.pipeline.inspect(body, response=True, route=route)
         if inspection.verdict.shadow:
             self.metrics.responses.labels("buffered", "allow").inc()

@@ -475,6 +475,24 @@ def test_shadow_route_through_envoy_passes_everything(tmp_path: Path) -> None:
         assert b'godel_shadow_decisions_total{decision="block"} 1.0' in metrics
 
 
+def test_unscannable_responses_get_502_when_configured(tmp_path: Path) -> None:
+    # responses.unscannable: block; a JSON response larger than the buffer limit cannot be
+    # scanned, so the client gets 502 instead; a small one is scanned and passes.
+    config = {"responses": {"unscannable": "block", "max_buffered_bytes": 1024}}
+    with Stack.running(ENVOY_CONFIG, tmp_path, config) as s:
+        ask = {**JSON, "x-user-id": "big"}
+        status, _, body = http(
+            "POST", f"{s.url}/v1/chat/completions", chat("hi"), {**ask, "x-demo-reply": "x" * 2000}
+        )
+        assert status == 502
+        assert json.loads(body)["error"] == "the upstream response could not be inspected"
+        status, _, body = http(
+            "POST", f"{s.url}/v1/chat/completions", chat("hi"), {**ask, "x-demo-reply": "short"}
+        )
+        assert status == 200
+        assert json.loads(body)["choices"][0]["message"]["content"] == "short"
+
+
 def test_bodyless_requests_also_lose_accept_encoding(stack: Stack) -> None:
     status, headers, _ = http(
         "GET", f"{stack.url}/anything", None, {"x-user-id": "gz-get", "accept-encoding": "gzip"}

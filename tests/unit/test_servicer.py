@@ -247,6 +247,53 @@ def test_response_in_a_coding_godel_cannot_decode_is_not_buffered() -> None:
     assert not replies[2].HasField("mode_override")
 
 
+def response_of(
+    head: dict[str, str], data: bytes | None, **config: Any
+) -> list[pb.ProcessingResponse]:
+    """Replies to a clean request, then a response with ``head`` (and ``data``, if given)."""
+    messages = [headers(POST), body(chat("hi")), response_headers(head)]
+    return run([*messages, response_body(data)] if data is not None else messages, **config)
+
+
+BLOCK_UNSCANNABLE = {"responses": {"unscannable": "block"}}
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        {"content-type": "application/json", "content-encoding": "zstd", "content-length": "9"},
+        {"content-type": "application/json"},  # no content-length: cannot be buffered
+        {"content-type": "text/event-stream", "content-encoding": "gzip"},
+    ],
+)
+def test_unscannable_text_response_is_refused_with_502_when_configured(
+    head: dict[str, str],
+) -> None:
+    (reply,) = response_of(head, None, **BLOCK_UNSCANNABLE)[2:]
+    refused = reply.immediate_response
+    assert refused.status.code == 502
+    assert json.loads(refused.body)["error"] == "the upstream response could not be inspected"
+    # By default the same response passes, unscanned.
+    (passed,) = response_of(head, None)[2:]
+    assert passed.WhichOneof("response") == "response_headers"
+
+
+def test_corrupt_compressed_response_is_refused_when_configured() -> None:
+    head = {"content-type": "application/json", "content-encoding": "gzip", "content-length": "20"}
+    replies = response_of(head, b"\x1f\x8b\x08 not really gzip", **BLOCK_UNSCANNABLE)
+    assert replies[3].immediate_response.status.code == 502
+
+
+def test_binary_and_shadow_responses_pass_even_when_unscannable_blocks() -> None:
+    image = {"content-type": "image/png"}
+    assert response_of(image, None, **BLOCK_UNSCANNABLE)[2].WhichOneof("response") == (
+        "response_headers"
+    )
+    shadow = {**BLOCK_UNSCANNABLE, "policy": {"shadow": True}}
+    unknown = {"content-type": "application/json"}
+    assert response_of(unknown, None, **shadow)[2].WhichOneof("response") == "response_headers"
+
+
 def observed(data: bytes, eos: bool) -> pb.ProcessingRequest:
     return pb.ProcessingRequest(
         request_body=pb.HttpBody(body=data, end_of_stream=eos), observability_mode=True
