@@ -341,16 +341,18 @@ class ResponseSettings(_Section):
         True,
         description="Remove accept-encoding from requests so upstreams answer uncompressed "
         "and responses can be scanned (Envoy's decompressor before ext_proc hangs, envoy#21205). "
-        "A buffered response compressed anyway (gzip, deflate, br) is decoded inside Godel "
-        "within normalize.max_decompressed_bytes and max_ratio, scanned, and if redacted sent "
-        "on uncompressed; a compressed SSE stream, another coding or a body that does not "
-        "decode is not scanned (see unscannable).",
+        "A response compressed anyway is decoded inside Godel within "
+        "normalize.max_decompressed_bytes and max_ratio and scanned: a buffered one (gzip, "
+        "deflate, br) is sent on as it came when clean and uncompressed when redacted; an SSE "
+        "stream (gzip, deflate) is decoded chunk by chunk and sent on uncompressed, and cut "
+        "short where it stops decoding. A br stream, another coding or a buffered body that "
+        "does not decode is not scanned (see unscannable).",
     )
     unscannable: Literal["pass", "block"] = Field(
         "pass",
         description="What happens to a JSON, text or SSE response Godel cannot read: too large "
-        "or of unknown length to buffer, in a content-encoding it does not decode, compressed "
-        "SSE, or a body that does not decode. pass: it goes on unscanned (counted in "
+        "or of unknown length to buffer, in a content-encoding it does not decode (br for SSE), "
+        "or a buffered body that does not decode. pass: it goes on unscanned (counted in "
         'godel_responses_total{mode="unscanned"} and logged); block: the client gets 502 '
         "instead. Other content types (images, archives) pass either way.",
     )

@@ -5,8 +5,9 @@
   (``chat.completion.chunk`` objects, then ``data: [DONE]``).
 * Tests can script the reply: ``x-demo-reply`` replaces the echoed text, and
   ``x-demo-chunk-chars: N`` streams it in pieces of N characters instead of word by word (so a
-  token can be split across events). ``x-demo-gzip: 1`` gzips a non-streamed completion even
-  when the request asked for no encoding (an upstream that ignores ``accept-encoding``).
+  token can be split across events). ``x-demo-gzip: 1`` gzips the completion, streamed or not,
+  even when the request asked for no encoding (an upstream that ignores ``accept-encoding``;
+  a stream is flushed after each event).
 * Any other request is echoed: the response body is the request body byte for byte.
 * ``GET /_upstream/stats`` reports how many requests reached the app (for tests and the demo).
 
@@ -21,6 +22,7 @@ import gzip
 import json
 import time
 import uuid
+import zlib
 from typing import Any
 
 from aiohttp import web
@@ -71,10 +73,21 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if isinstance(payload, dict) and payload.get("stream") is True:
-        resp = web.StreamResponse(
-            headers={"content-type": "text/event-stream", "cache-control": "no-cache", **trace}
-        )
+        squeeze = request.headers.get("x-demo-gzip") == "1"
+        packer = zlib.compressobj(wbits=zlib.MAX_WBITS | 16)
+        head = {"content-type": "text/event-stream", "cache-control": "no-cache", **trace}
+        if squeeze:
+            head["content-encoding"] = "gzip"
+        resp = web.StreamResponse(headers=head)
         await resp.prepare(request)
+
+        async def send(data: bytes, last: bool = False) -> None:
+            if squeeze:
+                data = packer.compress(data) + packer.flush(
+                    zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH
+                )
+            await resp.write(data)
+
         size = request.headers.get("x-demo-chunk-chars", "")
         if size.isdigit() and int(size) > 0:
             pieces = [text[i : i + int(size)] for i in range(0, len(text), int(size))]
@@ -89,7 +102,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 "model": MODEL,
                 "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
             }
-            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            await send(f"data: {json.dumps(chunk)}\n\n".encode())
         done = {
             "id": ident,
             "object": "chat.completion.chunk",
@@ -97,7 +110,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "model": MODEL,
             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
         }
-        await resp.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
+        await send(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode(), last=True)
         await resp.write_eof()
         return resp
     completion = web.json_response(

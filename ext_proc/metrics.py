@@ -75,8 +75,9 @@ class Metrics:
         self.responses = Counter(
             "godel_responses",
             "Responses seen, by how the body was scanned (buffered, streamed, unscanned) and "
-            "the decision (allow, redact; block for an unscannable response refused under "
-            "responses.unscannable: block).",
+            "the decision (allow, redact; block: an unscannable response refused under "
+            "responses.unscannable: block, or a compressed stream cut short where it stopped "
+            "decoding).",
             ["mode", "decision"],
             registry=r,
         )

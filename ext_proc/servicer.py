@@ -39,6 +39,7 @@ from ext_proc.metrics import Metrics
 from ext_proc.pipeline import DECODABLE, Outcome, Pipeline, RequestContext
 from ext_proc.replies import Refusal, redacted_rules, refusal
 from ext_proc.stream import SseRedactor
+from ext_proc.stream_decode import STREAM_DECODABLE, StreamDecoder
 
 __all__ = ["ExtProcServicer"]
 
@@ -64,6 +65,17 @@ _STREAM_RESPONSE = pb.ProcessingResponse(
     response_headers=pb.HeadersResponse(
         response=pb.CommonResponse(
             header_mutation=pb.HeaderMutation(remove_headers=["content-length"])
+        )
+    ),
+    mode_override=processing_mode_pb2.ProcessingMode(
+        response_body_mode=processing_mode_pb2.ProcessingMode.STREAMED
+    ),
+)
+# A compressed SSE stream: decoded by Godel and sent on plain, so its encoding header goes too.
+_STREAM_DECODED_RESPONSE = pb.ProcessingResponse(
+    response_headers=pb.HeadersResponse(
+        response=pb.CommonResponse(
+            header_mutation=pb.HeaderMutation(remove_headers=["content-length", "content-encoding"])
         )
     ),
     mode_override=processing_mode_pb2.ProcessingMode(
@@ -105,6 +117,15 @@ def _immediate(refused: Refusal) -> pb.ProcessingResponse:
     )
 
 
+def _stream_chunk(data: bytes) -> pb.ProcessingResponse:
+    """A STREAMED response chunk replaced by ``data``."""
+    return pb.ProcessingResponse(
+        response_body=pb.BodyResponse(
+            response=pb.CommonResponse(body_mutation=pb.BodyMutation(body=data))
+        )
+    )
+
+
 def _attributes(req: pb.ProcessingRequest) -> dict[str, Any]:
     if ATTRIBUTES_KEY not in req.attributes:
         return {}
@@ -130,6 +151,8 @@ class _Stream:
     limit: LimitVerdict | None = None  # the limiter's answer, for RateLimit response headers
     pending: bytearray = field(default_factory=bytearray)  # observability mode: body so far
     response_encoding: str = ""  # a buffered response's content-encoding, to decode before scan
+    decoder: StreamDecoder | None = None  # a compressed event stream's incremental decoder
+    undecodable: bool = False  # that stream stopped decoding: the rest is dropped
 
 
 def _with_headers(
@@ -272,12 +295,15 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         if encoding != "identity" and not decodable:
             reason = f"content-encoding {encoding!r}"
             return self._unscanned(st, reason, scannable, _CONTINUE_RESPONSE_HEADERS)
-        if sse and not decodable:
+        if sse and (not decodable or encoding in STREAM_DECODABLE):
             route = st.ctx.route if st.ctx else None
             st.sse = SseRedactor(
                 functools.partial(self.pipeline.redact_text, route=route), hold=cfg.sse_hold_chars
             )
-            return _STREAM_RESPONSE
+            if not decodable:
+                return _STREAM_RESPONSE
+            st.decoder = StreamDecoder(encoding, *self.pipeline.traps.decompress_limits)
+            return _STREAM_DECODED_RESPONSE
         length = headers.get("content-length", "")
         if scannable and length.isdigit() and int(length) <= cfg.max_buffered_bytes:
             st.response_encoding = encoding if decodable else ""
@@ -317,10 +343,29 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             )
         )
 
+    def _decode_stream(self, st: _Stream, data: bytes, end: bool) -> bytes:
+        """The next decoded chunk of a compressed event stream. Once it fails to decode (corrupt
+        data, a bound passed), the rest of the stream is dropped: its headers are gone, so a 502
+        is no longer possible, and what cannot be read is not passed on."""
+        if st.decoder is None or st.undecodable:
+            return b""
+        try:
+            return st.decoder.feed(data, end)
+        except BodyDecodeError as exc:
+            st.undecodable = True
+            self.metrics.responses.labels("unscanned", "block").inc()
+            log.warning("streamed response cut short: %s request_id=%s", exc, _rid(st))
+            return b""
+
     def _on_response_body(self, msg: pb.HttpBody, st: _Stream) -> pb.ProcessingResponse:
         if st.sse is not None:
+            data = msg.body
+            if st.decoder is not None:
+                data = self._decode_stream(st, data, msg.end_of_stream)
+                if st.undecodable:
+                    return _stream_chunk(b"")  # what could not be read is not passed on
             before, forced = st.sse.findings, st.sse.forced
-            out = st.sse.feed(msg.body, msg.end_of_stream)
+            out = st.sse.feed(data, msg.end_of_stream)
             if st.sse.forced > forced:
                 self.metrics.sse_hold_overflows.inc(st.sse.forced - forced)
             if msg.end_of_stream:
@@ -328,11 +373,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
                 self.metrics.responses.labels("streamed", decision).inc()
             elif st.sse.findings > before:
                 log.info("redacted streamed response request_id=%s", _rid(st))
-            return pb.ProcessingResponse(
-                response_body=pb.BodyResponse(
-                    response=pb.CommonResponse(body_mutation=pb.BodyMutation(body=out))
-                )
-            )
+            return _stream_chunk(out)
         route = st.ctx.route if st.ctx else None
         body = msg.body
         if st.response_encoding:

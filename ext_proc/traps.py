@@ -269,6 +269,11 @@ class TrapSet:
         ``FILTER_TUNING_ROUNDS``)."""
         return self._regex.filter_rebuilds
 
+    @property
+    def decompress_limits(self) -> tuple[int, float]:
+        """The decompression bounds: most bytes out, and most output per input byte."""
+        return self._decompress_limits
+
     def decompress(self, data: bytes, encoding: str) -> bytes:
         """Decode a Content-Encoding (gzip, deflate, br) within the configured bounds.
 

@@ -328,13 +328,15 @@ def test_body_at_the_limit_is_scanned_whole_and_redaction_never_grows_it(stack: 
     assert headers["x-upstream-content-length"] == str(len(body))
 
 
-def test_streamed_response_secret_split_across_events_is_redacted_in_flight(stack: Stack) -> None:
+def leaked_key_stream(stack: Stack, caller: str, **extra: str) -> tuple[dict[str, str], bytes]:
+    """Ask for a streamed completion whose reply holds the fake AWS key, in 7-character events
+    (the key spans several); return the response headers and body as the client got them."""
     reply = f"Sure, the deploy key is {FAKE_AWS_KEY} and the region is eu-west-1."
     status, headers, body = http(
         "POST",
         f"{stack.url}/v1/chat/completions",
         chat("what is the deploy key?", stream=True),
-        {**JSON, "x-user-id": "sse-leak", "x-demo-reply": reply, "x-demo-chunk-chars": "7"},
+        {**JSON, "x-user-id": caller, "x-demo-reply": reply, "x-demo-chunk-chars": "7", **extra},
     )
     assert status == 200
     assert headers["content-type"].startswith("text/event-stream")
@@ -345,6 +347,18 @@ def test_streamed_response_secret_split_across_events_is_redacted_in_flight(stac
     assert text == reply.replace(FAKE_AWS_KEY, "[REDACTED:aws-access-key]")
     assert FAKE_AWS_KEY[:7] not in body.decode()
     assert docs[-1]["choices"][0]["finish_reason"] == "stop"
+    return headers, body
+
+
+def test_streamed_response_secret_split_across_events_is_redacted_in_flight(stack: Stack) -> None:
+    leaked_key_stream(stack, "sse-leak")
+
+
+def test_gzipped_event_stream_is_decoded_and_redacted_in_flight(stack: Stack) -> None:
+    # The upstream gzips its event stream although accept-encoding was stripped: the client
+    # gets it decoded, redacted and without the content-encoding.
+    headers, _ = leaked_key_stream(stack, "sse-gz", **{"x-demo-gzip": "1"})
+    assert "content-encoding" not in headers
 
 
 def test_buffered_json_response_is_redacted_with_content_length(stack: Stack) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import zlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -263,7 +264,7 @@ BLOCK_UNSCANNABLE = {"responses": {"unscannable": "block"}}
     [
         {"content-type": "application/json", "content-encoding": "zstd", "content-length": "9"},
         {"content-type": "application/json"},  # no content-length: cannot be buffered
-        {"content-type": "text/event-stream", "content-encoding": "gzip"},
+        {"content-type": "text/event-stream", "content-encoding": "br"},  # no stream decoder
     ],
 )
 def test_unscannable_text_response_is_refused_with_502_when_configured(
@@ -292,6 +293,65 @@ def test_binary_and_shadow_responses_pass_even_when_unscannable_blocks() -> None
     shadow = {**BLOCK_UNSCANNABLE, "policy": {"shadow": True}}
     unknown = {"content-type": "application/json"}
     assert response_of(unknown, None, **shadow)[2].WhichOneof("response") == "response_headers"
+
+
+def gzip_event_stream(text: str, size: int) -> list[bytes]:
+    """Chat-completion deltas of ``size`` characters as SSE events, gzipped as one stream
+    flushed after each event (what a compressing upstream sends), one chunk per event."""
+    packer = zlib.compressobj(wbits=zlib.MAX_WBITS | 16)
+    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+    events = [
+        b"data: " + json.dumps({"choices": [{"delta": {"content": p}}]}).encode() + b"\n\n"
+        for p in pieces
+    ] + [b"data: [DONE]\n\n"]
+    chunks = [packer.compress(e) + packer.flush(zlib.Z_SYNC_FLUSH) for e in events]
+    return [*chunks, packer.flush()]
+
+
+def stream_replies(chunks: list[bytes]) -> list[pb.ProcessingResponse]:
+    head = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+    last = len(chunks) - 1
+    return run(
+        [
+            headers(POST),
+            body(chat("hi")),
+            response_headers(head),
+            *[
+                pb.ProcessingRequest(response_body=pb.HttpBody(body=c, end_of_stream=i == last))
+                for i, c in enumerate(chunks)
+            ],
+        ]
+    )
+
+
+def delta_text(sent: bytes) -> str:
+    return "".join(
+        json.loads(line[6:])["choices"][0]["delta"].get("content", "")
+        for line in sent.decode().split("\n")
+        if line.startswith("data: {")
+    )
+
+
+def test_compressed_event_stream_is_decoded_redacted_in_flight_and_sent_plain() -> None:
+    reply = f"Here it is: {FAKE_AWS_KEY} - keep it safe."
+    replies = stream_replies(gzip_event_stream(reply, 5))  # the key spans several events
+    mutation = replies[2].response_headers.response.header_mutation
+    assert set(mutation.remove_headers) == {"content-encoding", "content-length"}
+    assert (
+        replies[2].mode_override.response_body_mode == processing_mode_pb2.ProcessingMode.STREAMED
+    )
+    sent = b"".join(r.response_body.response.body_mutation.body for r in replies[3:])
+    assert delta_text(sent) == reply.replace(FAKE_AWS_KEY, "[REDACTED:aws-access-key]")
+    assert sent.endswith(b"data: [DONE]\n\n")
+
+
+def test_compressed_event_stream_that_stops_decoding_is_cut_short() -> None:
+    chunks = gzip_event_stream("hello there, a perfectly clean answer", 4)
+    broken = [*chunks[:3], b"\xff" * 64, *chunks[3:]]
+    replies = stream_replies(broken)
+    sent = [r.response_body.response.body_mutation.body for r in replies[3:]]
+    assert all(part == b"" for part in sent[3:])  # nothing after the corrupt chunk
+    assert "hello there, a perfectly clean answer".startswith(delta_text(b"".join(sent)))
 
 
 def observed(data: bytes, eos: bool) -> pb.ProcessingRequest:
