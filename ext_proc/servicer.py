@@ -158,12 +158,17 @@ class _Stream:
 def _with_headers(
     reply: pb.ProcessingResponse, headers: list[tuple[str, str]]
 ) -> pb.ProcessingResponse:
-    """A copy of a response-headers reply that also sets ``headers``."""
+    """A copy of a response-headers reply, or of a local reply sent instead, that also sets
+    ``headers``. (Writing the response-headers member of a local reply would replace it: the
+    two share a oneof.)"""
     if not headers:
         return reply
     out = pb.ProcessingResponse()
     out.CopyFrom(reply)
-    mutation = out.response_headers.response.header_mutation
+    if out.HasField("immediate_response"):
+        mutation = out.immediate_response.headers
+    else:
+        mutation = out.response_headers.response.header_mutation
     mutation.set_headers.extend(_header(k, v) for k, v in headers)
     return out
 
@@ -287,11 +292,15 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
         headers = self._headers(msg)
         ctype = headers.get("content-type", "").lower()
         encoding = headers.get("content-encoding", "identity").strip().lower() or "identity"
+        codings = [h for h in msg.headers.headers if h.key.lower() == "content-encoding"]
+        if len(codings) > 1:
+            encoding = "(repeated)"  # several codings stacked: none Godel decodes
         # accept-encoding is stripped, but an upstream may compress anyway: a buffered body in
         # one coding Godel can decode is decoded and scanned; anything else passes unscanned.
         decodable = encoding in DECODABLE
         sse = ctype.startswith("text/event-stream")
-        scannable = sse or "json" in ctype or ctype.startswith("text/")
+        # JSON, text, SSE, and bodies that do not say what they are; not images or archives.
+        scannable = sse or not ctype or "json" in ctype or ctype.startswith("text/")
         if encoding != "identity" and not decodable:
             reason = f"content-encoding {encoding!r}"
             return self._unscanned(st, reason, scannable, _CONTINUE_RESPONSE_HEADERS)
@@ -302,6 +311,16 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             )
             if not decodable:
                 return _STREAM_RESPONSE
+            if (route or self.pipeline.policy.default).shadow:
+                # Decoding changes the stream (plain, cut short if it stops decoding); a shadow
+                # route promises to change nothing.
+                st.sse = None
+                return self._unscanned(
+                    st,
+                    f"{encoding}-encoded event stream on a shadow route",
+                    True,
+                    _CONTINUE_RESPONSE_HEADERS,
+                )
             st.decoder = StreamDecoder(encoding, *self.pipeline.traps.decompress_limits)
             return _STREAM_DECODED_RESPONSE
         length = headers.get("content-length", "")

@@ -21,6 +21,10 @@ __all__ = ["STREAM_DECODABLE", "StreamDecoder"]
 STREAM_DECODABLE = frozenset({"gzip", "x-gzip", "deflate"})
 # The ratio bound applies past this much output (as for whole bodies, RATIO_FLOOR in Rust).
 RATIO_FLOOR = 64 * 1024
+# Most gzip members that may end in one chunk (servers that flush a member per event send one
+# or a few per chunk).
+MAX_MEMBERS_PER_CHUNK = 256
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _zlib_wrapped(head: bytes) -> bool:
@@ -60,6 +64,7 @@ class StreamDecoder:
         self.bytes_in += len(data)
         pending, self._head = self._head + data, b""
         out = bytearray()
+        members = 0
         while pending and not self._done:
             if self._member is None:
                 if self.encoding == "deflate" and len(pending) < 2 and not end:
@@ -68,20 +73,29 @@ class StreamDecoder:
                 self._member = self._start(pending)
             room = self._cap() - self.bytes_out - len(out)
             try:
-                out += self._member.decompress(pending, room + 1)
+                new = self._member.decompress(pending, room + 1)
             except zlib.error as exc:
                 raise BodyDecodeError(f"corrupt {self.encoding} stream: {exc}") from None
-            if len(out) > room:
+            if len(new) > room:
                 raise BodyDecodeError(
                     f"decompressed {self.encoding} stream exceeds {self._cap()} bytes"
                 )
-            if self._member.eof:
-                # gzip: the next member, if any, starts in what is left; deflate: done.
-                pending = self._member.unused_data
-                self._member = None
-                self._done = self.encoding == "deflate"
-            else:
+            out += new
+            if not self._member.eof:
                 pending = self._member.unconsumed_tail
+                continue
+            # gzip: a next member may start in what is left; deflate: done. Bytes after the
+            # last member (padding) are dropped: only decoded bytes go on to the client.
+            pending, self._member = self._member.unused_data, None
+            members += 1
+            if self.encoding == "deflate" or not GZIP_MAGIC.startswith(pending[:2]):
+                self._done = True
+            elif members > MAX_MEMBERS_PER_CHUNK:
+                # Each member costs a copy of the rest of the chunk: a flood of empty ones
+                # would take time quadratic in the chunk.
+                raise BodyDecodeError(f"more than {MAX_MEMBERS_PER_CHUNK} gzip members in a chunk")
+            elif len(pending) < 2 and not end:
+                self._head, pending = pending, b""  # the magic check needs two bytes
         if end and (self._member is not None or self._head):
             raise BodyDecodeError(f"{self.encoding} stream ends inside compressed data")
         self.bytes_out += len(out)

@@ -290,6 +290,7 @@ impl RegexTrap {
 
     /// Indices of the rules whose regex would run on `data`: rules with a
     /// keyword present in `data` plus all rules without keywords, ascending.
+    /// An inspection: the self-tuning filter learns only from scans.
     pub fn candidate_rules(&self, data: &[u8]) -> Vec<usize> {
         let mut candidates = Vec::new();
         self.candidates_into(
@@ -297,7 +298,7 @@ impl RegexTrap {
             &mut Vec::new(),
             &mut candidates,
             &mut SpaceBuffers::default(),
-            true,
+            false,
         );
         candidates
     }

@@ -285,6 +285,43 @@ def test_corrupt_compressed_response_is_refused_when_configured() -> None:
     assert replies[3].immediate_response.status.code == 502
 
 
+def test_refusal_of_an_unscannable_response_keeps_its_ratelimit_headers() -> None:
+    # RateLimit headers go into the 502 itself; they must not turn it back into a CONTINUE.
+    config = {**BLOCK_UNSCANNABLE, "limiter": {"headers": True}}
+    (reply,) = response_of({"content-type": "application/json"}, None, **config)[2:]
+    assert reply.immediate_response.status.code == 502
+    keys = {h.header.key.lower() for h in reply.immediate_response.headers.set_headers}
+    assert {"ratelimit", "ratelimit-policy"} <= keys
+
+
+def test_repeated_content_encoding_is_not_decoded_once_and_scanned() -> None:
+    # Two stacked codings sent as two headers: decoding one would scan still-compressed bytes.
+    msg = response_headers({"content-type": "application/json", "content-length": "40"})
+    for _ in range(2):
+        msg.response_headers.headers.headers.append(
+            base_pb2.HeaderValue(key="content-encoding", raw_value=b"gzip")
+        )
+    replies = run([headers(POST), body(chat("hi")), msg], **BLOCK_UNSCANNABLE)
+    assert replies[2].immediate_response.status.code == 502
+
+
+def test_response_without_a_content_type_is_buffered_and_scanned() -> None:
+    data = completion(f"key {FAKE_AWS_KEY}")
+    replies = response_of({"content-length": str(len(data))}, data)
+    assert (
+        replies[2].mode_override.response_body_mode == processing_mode_pb2.ProcessingMode.BUFFERED
+    )
+    assert FAKE_AWS_KEY.encode() not in replies[3].response_body.response.body_mutation.body
+
+
+def test_compressed_event_stream_on_a_shadow_route_goes_on_untouched() -> None:
+    head = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+    (reply,) = response_of(head, None, policy={"shadow": True})[2:]
+    assert reply.WhichOneof("response") == "response_headers"
+    assert not reply.HasField("mode_override")
+    assert not reply.response_headers.response.header_mutation.remove_headers
+
+
 def test_binary_and_shadow_responses_pass_even_when_unscannable_blocks() -> None:
     image = {"content-type": "image/png"}
     assert response_of(image, None, **BLOCK_UNSCANNABLE)[2].WhichOneof("response") == (

@@ -56,6 +56,23 @@ def test_gzip_members_and_arbitrary_cuts(data: bytes, cuts: list[int]) -> None:
     assert out == data + data[::-1]
 
 
+def test_members_in_one_chunk_share_the_bound_without_counting_twice() -> None:
+    # Two 30,000-byte members in one chunk: 60,000 bytes out, within the 64 KiB floor.
+    packed = gzip.compress(b"a" * 30000) * 2
+    assert StreamDecoder("gzip", 16 << 20, 100.0).feed(packed, True) == b"a" * 60000
+
+
+def test_padding_after_the_last_member_is_dropped() -> None:
+    decoder = StreamDecoder("gzip", 16 << 20, 100.0)
+    assert decoder.feed(gzip.compress(TEXT) + b"\0" * 100, False) == TEXT
+    assert decoder.feed(b"more padding", True) == b""
+
+
+def test_a_flood_of_empty_gzip_members_is_refused() -> None:
+    with pytest.raises(BodyDecodeError, match="members"):
+        StreamDecoder("gzip", 16 << 20, 100.0).feed(gzip.compress(b"") * 1000, False)
+
+
 def test_corrupt_truncated_and_oversized_streams_raise() -> None:
     packed = gzip.compress(TEXT)
     with pytest.raises(BodyDecodeError, match="corrupt gzip"):
