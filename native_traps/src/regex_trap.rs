@@ -290,7 +290,6 @@ impl RegexTrap {
 
     /// Indices of the rules whose regex would run on `data`: rules with a
     /// keyword present in `data` plus all rules without keywords, ascending.
-    /// An inspection: the self-tuning filter learns only from scans.
     pub fn candidate_rules(&self, data: &[u8]) -> Vec<usize> {
         let mut candidates = Vec::new();
         self.candidates_into(
@@ -298,7 +297,6 @@ impl RegexTrap {
             &mut Vec::new(),
             &mut candidates,
             &mut SpaceBuffers::default(),
-            false,
         );
         candidates
     }
@@ -311,7 +309,6 @@ impl RegexTrap {
         selected: &mut Vec<u64>,
         candidates: &mut Vec<usize>,
         spaces: &mut SpaceBuffers,
-        learn: bool,
     ) {
         // One bit per rule: walking the set bits at the end costs a word
         // per 64 rules, not a step per rule.
@@ -330,7 +327,7 @@ impl RegexTrap {
             let mut keyed_selected = 0;
             // Every keyword present is reported, including one that starts
             // inside another (e.g. `ant-` inside `sk-ant-`).
-            prefilter.for_each_occurrence(data, learn, |keyword, start| {
+            prefilter.for_each_occurrence(data, |keyword, start| {
                 let mut select = |selected: &mut Vec<u64>, owners: &[usize]| {
                     for &index in owners {
                         let (word, bit) = (&mut selected[index / 64], 1 << (index % 64));
@@ -392,21 +389,29 @@ impl RegexTrap {
         })
     }
 
-    /// Whether any rule would run on `data`: a keyword is present, or some
-    /// rule has none.
+    /// Whether a keyword of this trap may occur in `data` (a word-start
+    /// keyword anywhere counts), or some rule has none. For the few bytes
+    /// around a word (`leet_gate.rs`): they are no sample of the traffic, so
+    /// the self-tuning filter learns nothing from them.
     pub fn has_candidates(&self, data: &[u8]) -> bool {
-        Self::with_scratch(data, |scratch| {
-            let Scratch {
-                selected,
-                candidates,
-                spaces,
-                ..
-            } = scratch;
-            // A few bytes around a word are no sample of the traffic: the
-            // filter learns nothing from them.
-            self.candidates_into(data, selected, candidates, spaces, false);
-            !candidates.is_empty()
-        })
+        if !self.unconditional.is_empty() {
+            return true;
+        }
+        let Some(prefilter) = &self.prefilter else {
+            return false;
+        };
+        let mut spaces = SpaceBuffers::default();
+        let data = if self.has_phrases {
+            spaces.collapsed(data)
+        } else {
+            data
+        };
+        let mut found = false;
+        prefilter.for_each_occurrence_quietly(data, |_, _| {
+            found = true;
+            Then::Stop
+        });
+        found
     }
 
     /// Run `f` with this thread's buffers, or fresh ones for a large body.
@@ -448,7 +453,7 @@ impl RegexTrap {
         // windows (none at all when no cluster of its digits occurs), unless
         // they cover most of the body. The digits are found at the first
         // such candidate and then shared.
-        self.candidates_into(data, selected, candidates, spaces, true);
+        self.candidates_into(data, selected, candidates, spaces);
         let tight_min = candidates
             .iter()
             .filter_map(|&index| self.rules[index].digit_shape?.tight_run_min())
@@ -729,15 +734,21 @@ impl Prefilter {
     /// `data` (each keyword's first, and more while `found` says
     /// [`Then::Again`]; the shift-or filter and the automaton report them
     /// all) until it says [`Then::Stop`].
-    /// Only scans that `learn` teach a tuned filter (see `filter_tuning.rs`).
-    fn for_each_occurrence(
+    fn for_each_occurrence(&self, data: &[u8], found: impl FnMut(usize, usize) -> Then) {
+        match self {
+            Self::Teddy(filter) => filter.for_each_occurrence(data, found),
+            _ => self.for_each_occurrence_quietly(data, found),
+        }
+    }
+
+    /// [`Prefilter::for_each_occurrence`] that teaches a tuned filter
+    /// nothing.
+    fn for_each_occurrence_quietly(
         &self,
         data: &[u8],
-        learn: bool,
         mut found: impl FnMut(usize, usize) -> Then,
     ) {
         match self {
-            Self::Teddy(filter) if learn => filter.for_each_occurrence(data, found),
             Self::Teddy(filter) => filter.current().for_each_occurrence(data, found),
             Self::ShiftOr(filter) => filter.for_each_occurrence(data, found),
             Self::Automaton(automaton) => {
