@@ -74,7 +74,8 @@ class Metrics:
         )
         self.responses = Counter(
             "godel_responses",
-            "Responses seen, by how the body was scanned (buffered, streamed, unscanned) and "
+            "Responses seen, by how the body was scanned (buffered, streamed; unscanned: JSON, "
+            "text or SSE Godel could not read; binary: a content type Godel does not scan) and "
             "the decision (allow, redact; block: an unscannable response refused under "
             "responses.unscannable: block, or a compressed stream cut short where it stopped "
             "decoding).",

@@ -328,7 +328,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
             st.response_encoding = encoding if decodable else ""
             return _BUFFER_RESPONSE
         if not scannable:
-            self.metrics.responses.labels("unscanned", "allow").inc()
+            self.metrics.responses.labels("binary", "allow").inc()
             return _CONTINUE_RESPONSE_HEADERS
         reason = (
             f"{encoding}-encoded event stream"
