@@ -64,6 +64,45 @@ ROWS: list[tuple[str, list[Panel]]] = [
         ],
     ),
     (
+        "Responses",
+        [
+            (
+                "Responses by scan mode",
+                "buffered (JSON, text), streamed (SSE), unscanned (JSON, text or SSE Godel could "
+                "not read: too large or of unknown length to buffer, an encoding it does not "
+                "decode), binary (a content type Godel does not scan).",
+                "reqps",
+                [(rate("godel_responses_total", "mode"), "{{mode}}")],
+            ),
+            (
+                "Unscanned share of responses",
+                "Share of responses that were text Godel could not read. "
+                "GodelResponsesUnscanned fires above 5 % for 30 minutes; "
+                "responses.unscannable: block refuses them with 502 (decision block).",
+                "percentunit",
+                [
+                    (
+                        rate("godel_responses_total", "", 'mode="unscanned"')
+                        + " / "
+                        + rate("godel_responses_total"),
+                        "unscanned",
+                    )
+                ],
+            ),
+            (
+                "Response decisions",
+                "allow, redact, and block (refused under responses.unscannable: block, or a "
+                "compressed stream cut short where it stopped decoding); SSE hold overflows "
+                "(a token longer than responses.sse_hold_chars released in part).",
+                "reqps",
+                [
+                    (rate("godel_responses_total", "decision"), "{{decision}}"),
+                    (rate("godel_sse_hold_overflows_total"), "SSE hold overflows"),
+                ],
+            ),
+        ],
+    ),
+    (
         "Latency",
         [
             (
