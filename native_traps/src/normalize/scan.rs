@@ -73,13 +73,7 @@ pub fn scan_views(
         }
         let mut candidates = Vec::new();
         let findings = regex.scan_noting(bytes, &mut candidates);
-        source_hit = leet.is_some_and(|leet| {
-            candidates.iter().any(|&i| {
-                regex
-                    .rule(i)
-                    .is_some_and(|rule| leet.index_of(&rule.id).is_some())
-            })
-        });
+        source_hit = leet.is_some_and(|leet| holds_leet_rule(regex, leet, &candidates));
         findings
     };
     // Raw: spans are already original.
@@ -208,13 +202,15 @@ pub fn leet_view_needed(leet: &RegexTrap, views: &Views<'_>, source_hit: bool) -
 /// scanning (for tests and inspection).
 pub fn leet_view_for(regex: &RegexTrap, leet: &RegexTrap, views: &Views<'_>) -> Option<View> {
     let plan = views.leet.as_ref()?;
-    let source_hit = regex
-        .candidate_rules(views.bytes(plan.source))
-        .into_iter()
-        .any(|i| {
-            regex
-                .rule(i)
-                .is_some_and(|rule| leet.index_of(&rule.id).is_some())
-        });
-    leet_view_needed(leet, views, source_hit)
+    let candidates = regex.candidate_rules(views.bytes(plan.source));
+    leet_view_needed(leet, views, holds_leet_rule(regex, leet, &candidates))
+}
+
+/// Whether some of `regex`'s `candidates` is a rule of `leet` (by id).
+fn holds_leet_rule(regex: &RegexTrap, leet: &RegexTrap, candidates: &[usize]) -> bool {
+    candidates.iter().any(|&i| {
+        regex
+            .rule(i)
+            .is_some_and(|rule| leet.index_of(&rule.id).is_some())
+    })
 }
